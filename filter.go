@@ -1,0 +1,577 @@
+package webhook
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
+)
+
+// entityRules are the compiled options of one entity.
+type entityRules struct {
+	filter   []condition // all must hold
+	onChange []path      // on Update, one must have changed
+	proj     projection
+}
+
+// op is a filter operator of Pipeliner's REST API.
+type op uint8
+
+const (
+	opEq op = iota
+	opIEq
+	opNotEq
+	opNotIEq
+	opContains
+	opStarts
+	opEnds
+	opIContains
+	opIStarts
+	opIEnds
+	opNull
+	opNotNull
+	opEmpty
+	opNotEmpty
+	opGt
+	opGte
+	opLt
+	opLte
+	opBetween
+)
+
+var opNames = [...]string{
+	opEq: "eq", opIEq: "ieq", opNotEq: "not-eq", opNotIEq: "not-ieq",
+	opContains: "contains", opStarts: "starts", opEnds: "ends",
+	opIContains: "icontains", opIStarts: "istarts", opIEnds: "iends",
+	opNull: "null", opNotNull: "not-null", opEmpty: "empty", opNotEmpty: "not-empty",
+	opGt: "gt", opGte: "gte", opLt: "lt", opLte: "lte", opBetween: "between",
+}
+
+func parseOp(s string) (op, bool) {
+	for i, name := range opNames {
+		if name == s {
+			return op(i), true
+		}
+	}
+	return 0, false
+}
+
+// path is a dot path split into gjson-escaped keys.
+type path []string
+
+func compilePath(field, s string) (path, error) {
+	keys := strings.Split(s, ".")
+	for i, k := range keys {
+		if k == "" {
+			return nil, invalid(field, "%q is not a dot path: empty name", s)
+		}
+		keys[i] = gjson.Escape(k)
+	}
+	return keys, nil
+}
+
+// condition is one field of a filter.
+type condition struct {
+	path   path
+	op     op
+	values []value // the filter's value or list of values, any of which may hold
+}
+
+// value is a filter value, parsed once.
+type value struct {
+	typ   gjson.Type // Null, False, True, Number or String
+	text  string     // the string, or the JSON text of a number or boolean
+	num   number
+	isNum bool // a number, or a string that holds one
+}
+
+func compileEntity(field string, o EntityOptions) (*entityRules, error) {
+	rules := &entityRules{}
+	for _, p := range sortedKeys(o.FilterOp) {
+		if _, ok := o.Filter[p]; !ok {
+			return nil, invalid(field+".filter-op."+p, "no filter for %q", p)
+		}
+	}
+	for _, p := range sortedKeys(o.Filter) {
+		c, err := compileCondition(field, p, o.Filter[p], o.FilterOp[p])
+		if err != nil {
+			return nil, err
+		}
+		rules.filter = append(rules.filter, c)
+	}
+	for i, s := range o.OnFieldChange {
+		p, err := compilePath(fmt.Sprintf("%s.on-field-change[%d]", field, i), s)
+		if err != nil {
+			return nil, err
+		}
+		rules.onChange = append(rules.onChange, p)
+	}
+	var err error
+	rules.proj, err = compileProjection(field, o)
+	return rules, err
+}
+
+func compileCondition(field, p string, raw json.RawMessage, opName string) (condition, error) {
+	ff := field + ".filter." + p
+	var c condition
+	var err error
+	if c.path, err = compilePath(ff, p); err != nil {
+		return c, err
+	}
+	if opName == "" {
+		opName = "eq" // Pipeliner's default
+	}
+	var ok bool
+	if c.op, ok = parseOp(opName); !ok {
+		return c, invalid(field+".filter-op."+p, "unknown operator %q; want one of %s", opName, strings.Join(opNames[:], ", "))
+	}
+	if !json.Valid(raw) {
+		return c, invalid(ff, "not JSON: %s", shorten(raw))
+	}
+	v := gjson.ParseBytes(raw)
+	list := v.IsArray()
+	v.ForEach(func(_, elem gjson.Result) bool {
+		if elem.IsObject() || elem.IsArray() {
+			err = invalid(ff, "want a value or a list of values, got %s", shorten([]byte(elem.Raw)))
+			return false
+		}
+		c.values = append(c.values, newValue(elem))
+		return true
+	})
+	switch {
+	case err != nil:
+		return c, err
+	case v.IsObject():
+		return c, invalid(ff, "want a value or a list of values, got an object")
+	case list && len(c.values) == 0:
+		return c, invalid(ff, "empty list; give at least one value")
+	case c.op == opBetween && (!list || len(c.values) != 2):
+		return c, invalid(ff, "between needs a list of two values, [low, high]")
+	}
+	return c, nil
+}
+
+func newValue(r gjson.Result) value {
+	v := value{typ: r.Type, text: r.Str}
+	switch r.Type {
+	case gjson.Number, gjson.True, gjson.False:
+		v.text = r.Raw
+	}
+	if r.Type == gjson.Number || r.Type == gjson.String {
+		v.num, v.isNum = parseNumber(v.text)
+	}
+	return v
+}
+
+// holds reports whether a record passes the filter and, for an update, the
+// on-field-change rule. prev does not exist when the host gave no "before"
+// record: that counts as changed, since a lost notification is worse than
+// a needless one.
+func (rules *entityRules) holds(data, prev gjson.Result, update bool) bool {
+	for i := range rules.filter {
+		if !rules.filter[i].holds(data) {
+			return false
+		}
+	}
+	if !update || len(rules.onChange) == 0 || !prev.Exists() {
+		return true
+	}
+	for _, p := range rules.onChange {
+		if changed(prev, data, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// lookup appends the values at p to dst. A path through an array collects
+// every element's value, and an array at the end gives its elements: many
+// then says the values are an array's elements, to be judged one by one,
+// rather than a single value (or none, when the field is missing).
+func lookup(v gjson.Result, p path, dst []gjson.Result) (vals []gjson.Result, many bool) {
+	for i, key := range p {
+		if v.IsArray() {
+			v.ForEach(func(_, elem gjson.Result) bool {
+				dst, _ = lookup(elem, p[i:], dst)
+				return true
+			})
+			return dst, true
+		}
+		if !v.IsObject() {
+			return dst, false
+		}
+		v = v.Get(key)
+	}
+	switch {
+	case v.IsArray():
+		v.ForEach(func(_, elem gjson.Result) bool {
+			dst = append(dst, elem)
+			return true
+		})
+		return dst, true
+	case v.Exists():
+		return append(dst, v), false
+	}
+	return dst, false
+}
+
+var null = gjson.Result{Type: gjson.Null, Raw: "null"}
+
+func (c *condition) holds(record gjson.Result) bool {
+	var buf [8]gjson.Result
+	vals, many := lookup(record, c.path, buf[:0])
+	switch c.op {
+	case opNull, opNotNull:
+		isNull := !many && (len(vals) == 0 || vals[0].Type == gjson.Null)
+		return isNull == (c.op == opNull)
+	case opEmpty, opNotEmpty:
+		return isEmpty(vals, many) == (c.op == opEmpty)
+	}
+	if !many && len(vals) == 0 {
+		vals = append(vals, null) // a missing field counts as null
+	}
+	if c.op == opNotEq || c.op == opNotIEq {
+		fold := c.op == opNotIEq
+		for _, v := range vals {
+			for i := range c.values {
+				if equal(v, &c.values[i], fold) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	for _, v := range vals {
+		if c.test(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// test applies c to one value of the record.
+func (c *condition) test(v gjson.Result) bool {
+	if c.op == opBetween {
+		lo, okLo := compare(v, &c.values[0])
+		hi, okHi := compare(v, &c.values[1])
+		return okLo && okHi && lo >= 0 && hi <= 0
+	}
+	for i := range c.values {
+		x := &c.values[i]
+		switch c.op {
+		case opEq, opIEq:
+			if equal(v, x, c.op == opIEq) {
+				return true
+			}
+		case opGt, opGte, opLt, opLte:
+			n, ok := compare(v, x)
+			if ok && (c.op == opGt && n > 0 || c.op == opGte && n >= 0 || c.op == opLt && n < 0 || c.op == opLte && n <= 0) {
+				return true
+			}
+		default:
+			s, ok := text(v)
+			if ok && x.typ != gjson.Null && matchText(c.op, s, x.text) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func matchText(o op, s, sub string) bool {
+	switch o {
+	case opContains:
+		return strings.Contains(s, sub)
+	case opStarts:
+		return strings.HasPrefix(s, sub)
+	case opEnds:
+		return strings.HasSuffix(s, sub)
+	case opIContains:
+		for i := 0; i <= len(s); {
+			if hasPrefixFold(s[i:], sub) {
+				return true
+			}
+			if i == len(s) {
+				break
+			}
+			_, size := utf8.DecodeRuneInString(s[i:])
+			i += size
+		}
+		return false
+	case opIStarts:
+		return hasPrefixFold(s, sub)
+	case opIEnds:
+		return hasSuffixFold(s, sub)
+	}
+	return false
+}
+
+func isEmpty(vals []gjson.Result, many bool) bool {
+	if many || len(vals) == 0 {
+		return len(vals) == 0
+	}
+	v := vals[0]
+	switch v.Type {
+	case gjson.Null:
+		return true
+	case gjson.String:
+		return v.Str == ""
+	case gjson.JSON:
+		empty := true
+		v.ForEach(func(_, _ gjson.Result) bool {
+			empty = false
+			return false
+		})
+		return empty
+	}
+	return false
+}
+
+// text is the string form of a scalar for the string operators: REST
+// filters arrive as text, so a number or a boolean matches its JSON text.
+func text(v gjson.Result) (string, bool) {
+	switch v.Type {
+	case gjson.String:
+		return v.Str, true
+	case gjson.Number, gjson.True, gjson.False:
+		return v.Raw, true
+	}
+	return "", false
+}
+
+// equal compares a record value with a filter value as JSON values, where
+// a number equals a string that holds it and a boolean its text.
+func equal(v gjson.Result, x *value, fold bool) bool {
+	switch v.Type {
+	case gjson.Null:
+		return x.typ == gjson.Null
+	case gjson.Number:
+		n, _ := parseNumber(v.Raw)
+		return x.isNum && n.cmp(x.num) == 0
+	case gjson.True, gjson.False:
+		return (x.typ == v.Type || x.typ == gjson.String) && equalText(v.Raw, x.text, fold)
+	case gjson.String:
+		switch x.typ {
+		case gjson.String, gjson.True, gjson.False:
+			return equalText(v.Str, x.text, fold)
+		case gjson.Number:
+			n, ok := parseNumber(v.Str)
+			return ok && n.cmp(x.num) == 0
+		}
+	}
+	return false
+}
+
+func equalText(a, b string, fold bool) bool {
+	if fold {
+		return strings.EqualFold(a, b)
+	}
+	return a == b
+}
+
+// compare orders a record value against a filter value: numbers (and
+// numeric strings against numbers) as numbers, strings as strings, so that
+// dates like 2026-12-31 order as text. ok is false when they do not order.
+func compare(v gjson.Result, x *value) (int, bool) {
+	switch {
+	case v.Type == gjson.Number && x.isNum:
+		n, _ := parseNumber(v.Raw)
+		return n.cmp(x.num), true
+	case v.Type == gjson.String && x.typ == gjson.Number:
+		n, ok := parseNumber(v.Str)
+		return n.cmp(x.num), ok
+	case v.Type == gjson.String && x.typ == gjson.String:
+		return strings.Compare(v.Str, x.text), true
+	}
+	return 0, false
+}
+
+// number is a JSON number, exact when it is an integer that fits int64, so
+// that large ids compare exactly.
+type number struct {
+	f     float64
+	i     int64
+	isInt bool
+}
+
+// parseNumber parses s when it is a JSON number (strconv alone would take
+// "Inf", "0x1p3" or "1_000").
+func parseNumber(s string) (number, bool) {
+	if !isJSONNumber(s) {
+		return number{}, false
+	}
+	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return number{f: float64(i), i: i, isInt: true}, true
+	}
+	// Beyond float64's range ParseFloat gives ±Inf, which still orders.
+	f, _ := strconv.ParseFloat(s, 64)
+	return number{f: f}, true
+}
+
+func (a number) cmp(b number) int {
+	if a.isInt && b.isInt {
+		switch {
+		case a.i < b.i:
+			return -1
+		case a.i > b.i:
+			return 1
+		}
+		return 0
+	}
+	switch {
+	case a.f < b.f:
+		return -1
+	case a.f > b.f:
+		return 1
+	}
+	return 0
+}
+
+func isJSONNumber(s string) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		n := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case digits() == 0:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(s)
+}
+
+// hasPrefixFold is strings.HasPrefix under Unicode simple folding, the
+// folding of strings.EqualFold; folded runes may differ in byte length.
+func hasPrefixFold(s, prefix string) bool {
+	for prefix != "" {
+		if s == "" {
+			return false
+		}
+		r1, n1 := utf8.DecodeRuneInString(s)
+		r2, n2 := utf8.DecodeRuneInString(prefix)
+		if !equalFoldRune(r1, r2) {
+			return false
+		}
+		s, prefix = s[n1:], prefix[n2:]
+	}
+	return true
+}
+
+func hasSuffixFold(s, suffix string) bool {
+	for suffix != "" {
+		if s == "" {
+			return false
+		}
+		r1, n1 := utf8.DecodeLastRuneInString(s)
+		r2, n2 := utf8.DecodeLastRuneInString(suffix)
+		if !equalFoldRune(r1, r2) {
+			return false
+		}
+		s, suffix = s[:len(s)-n1], suffix[:len(suffix)-n2]
+	}
+	return true
+}
+
+func equalFoldRune(a, b rune) bool {
+	if a == b {
+		return true
+	}
+	if a < utf8.RuneSelf && b < utf8.RuneSelf {
+		return 'A' <= a && a <= 'Z' && a+'a'-'A' == b || 'A' <= b && b <= 'Z' && b+'a'-'A' == a
+	}
+	for f := unicode.SimpleFold(a); f != a; f = unicode.SimpleFold(f) {
+		if f == b {
+			return true
+		}
+	}
+	return false
+}
+
+// changed reports whether the value at p differs between two records as
+// JSON: key order, spacing and 1 versus 1.0 do not count, appearing or
+// disappearing does, and so does any change inside an object.
+func changed(before, after gjson.Result, p path) bool {
+	var bufA, bufB [8]gjson.Result
+	a, manyA := lookup(before, p, bufA[:0])
+	b, manyB := lookup(after, p, bufB[:0])
+	if manyA != manyB || len(a) != len(b) {
+		return true
+	}
+	for i := range a {
+		if !jsonEqual(a[i], b[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonEqual compares two JSON values by meaning, not by text.
+func jsonEqual(a, b gjson.Result) bool {
+	switch {
+	case a.Type != b.Type || a.Exists() != b.Exists():
+		return false
+	case a.Type == gjson.Number:
+		x, _ := parseNumber(a.Raw)
+		y, _ := parseNumber(b.Raw)
+		return x.cmp(y) == 0
+	case a.Type == gjson.String:
+		return a.Str == b.Str
+	case a.Type != gjson.JSON:
+		return true // null, true, false
+	case a.IsArray() != b.IsArray():
+		return false
+	case a.IsArray():
+		x, y := a.Array(), b.Array()
+		if len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !jsonEqual(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	n, eq := 0, true
+	a.ForEach(func(k, v gjson.Result) bool {
+		n++
+		eq = jsonEqual(v, b.Get(gjson.Escape(k.Str)))
+		return eq
+	})
+	if !eq {
+		return false
+	}
+	b.ForEach(func(_, _ gjson.Result) bool {
+		n--
+		return true
+	})
+	return n == 0
+}

@@ -1,0 +1,174 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/tidwall/gjson"
+)
+
+// Expander loads related records into a record, for the "expand" option:
+// only the host has them. A Dispatcher calls it from its delivery
+// goroutines, before load-only applies, so it must be safe for
+// simultaneous use.
+type Expander interface {
+	Expand(ctx context.Context, req ExpandRequest) (json.RawMessage, error)
+}
+
+// ExpandRequest asks for Record with Paths expanded. Entity is the record's
+// entity ("Contact", a custom entity's API name, or Event.RelatedEntity for
+// the related record) and Space its team space. The answer must be a JSON
+// object.
+type ExpandRequest struct {
+	Space, Entity string
+	Record        json.RawMessage
+	Paths         []string
+}
+
+// projection is the compiled expand and load-only of one entity.
+type projection struct {
+	expand []string
+	only   *node // nil keeps the whole record
+}
+
+// node is a field of a load-only tree: kept whole, or cut down to its
+// children.
+type node struct {
+	key      string
+	whole    bool
+	children []*node
+}
+
+func compileProjection(field string, o EntityOptions) (projection, error) {
+	var p projection
+	for i, s := range o.Expand {
+		if _, err := compilePath(fmt.Sprintf("%s.expand[%d]", field, i), s); err != nil {
+			return p, err
+		}
+	}
+	p.expand = o.Expand
+	for i, s := range o.LoadOnly {
+		if _, err := compilePath(fmt.Sprintf("%s.load-only[%d]", field, i), s); err != nil {
+			return p, err
+		}
+		if p.only == nil {
+			p.only = &node{}
+		}
+		p.only.insert(strings.Split(s, "."))
+	}
+	return p, nil
+}
+
+// insert adds a path; a field kept whole absorbs any deeper path.
+func (n *node) insert(keys []string) {
+	for _, k := range keys {
+		if n.whole {
+			return
+		}
+		c := n.child(k)
+		if c == nil {
+			c = &node{key: k}
+			n.children = append(n.children, c)
+		}
+		n = c
+	}
+	n.whole, n.children = true, nil
+}
+
+func (n *node) child(key string) *node {
+	for _, c := range n.children {
+		if c.key == key {
+			return c
+		}
+	}
+	return nil
+}
+
+// apply returns the record as the registration sends it: expanded by the
+// host, then cut down by load-only.
+func (p *projection) apply(ctx context.Context, exp Expander, space, entity string, rec gjson.Result, dst []byte) ([]byte, error) {
+	if len(p.expand) > 0 && exp != nil {
+		out, err := exp.Expand(ctx, ExpandRequest{Space: space, Entity: entity,
+			Record: json.RawMessage(rec.Raw), Paths: p.expand})
+		if err != nil {
+			return dst, fmt.Errorf("expand %s %v: %w", entity, p.expand, err)
+		}
+		if rec = gjson.ParseBytes(out); !json.Valid(out) || !rec.IsObject() {
+			return dst, fmt.Errorf("expand %s %v: the Expander returned %s, not a JSON object", entity, p.expand, shorten(out))
+		}
+	}
+	if p.only == nil {
+		return append(dst, rec.Raw...), nil
+	}
+	if out, ok := p.only.appendObject(dst, rec); ok {
+		return out, nil
+	}
+	return append(dst, "{}"...), nil
+}
+
+// appendObject appends the fields of obj that n keeps; ok is false, and
+// nothing is appended, when none is left.
+func (n *node) appendObject(dst []byte, obj gjson.Result) (out []byte, ok bool) {
+	start := len(dst)
+	dst = append(dst, '{')
+	obj.ForEach(func(k, v gjson.Result) bool {
+		c := n.child(k.Str)
+		if c == nil {
+			return true
+		}
+		mark := len(dst)
+		if ok {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, k.Raw...)
+		dst = append(dst, ':')
+		var kept bool
+		if dst, kept = c.appendValue(dst, v); kept {
+			ok = true
+		} else {
+			dst = dst[:mark]
+		}
+		return true
+	})
+	if !ok {
+		return dst[:start], false
+	}
+	return append(dst, '}'), true
+}
+
+// appendValue applies n to one value: through an array it applies to each
+// element, and elements left empty are left out.
+func (n *node) appendValue(dst []byte, v gjson.Result) (out []byte, ok bool) {
+	switch {
+	case n.whole:
+		return append(dst, v.Raw...), true
+	case v.IsObject():
+		return n.appendObject(dst, v)
+	case !v.IsArray():
+		return dst, false
+	}
+	start := len(dst)
+	dst = append(dst, '[')
+	v.ForEach(func(_, elem gjson.Result) bool {
+		if !elem.IsObject() {
+			return true
+		}
+		mark := len(dst)
+		if ok {
+			dst = append(dst, ',')
+		}
+		var kept bool
+		if dst, kept = n.appendObject(dst, elem); kept {
+			ok = true
+		} else {
+			dst = dst[:mark]
+		}
+		return true
+	})
+	if !ok {
+		return dst[:start], false
+	}
+	return append(dst, ']'), true
+}

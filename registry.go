@@ -1,0 +1,408 @@
+package webhook
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// catalogue is Pipeliner's event catalogue, one name a line, copied from
+// the documentation so that the library needs nothing at run time.
+//
+//go:embed events.txt
+var catalogue string
+
+// Registry holds webhook registrations in memory, compiled for matching.
+// A Registry is safe for simultaneous use by multiple goroutines.
+type Registry struct {
+	// Now returns the time stamped on Created and Modified; nil means
+	// time.Now. Set it before the Registry is first used.
+	Now func() time.Time
+
+	mu     sync.RWMutex
+	events map[string]bool // the catalogue; requires mu
+	byID   map[string]*registration
+	index  index
+	seq    uint64 // creation order of registrations
+}
+
+// NewRegistry returns an empty Registry whose catalogue is Pipeliner's 138
+// event names; AddEvents extends it.
+func NewRegistry() *Registry {
+	r := &Registry{events: map[string]bool{}, byID: map[string]*registration{}}
+	for _, name := range strings.Fields(catalogue) {
+		r.events[name] = true
+	}
+	return r
+}
+
+// AddEvents adds event names of the host's own entities to the catalogue,
+// each "Entity.Action" ("Invoice.Paid"); "Entity.*" is added with them. It
+// adds all of names or, when one is malformed, none.
+func (r *Registry) AddEvents(names ...string) error {
+	for i, name := range names {
+		entity, action, ok := strings.Cut(name, ".")
+		if !ok || !isIdent(entity) || !(isIdent(action) || action == "*") {
+			return invalid(fmt.Sprintf("events[%d]", i), "%q is not Entity.Action", name)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, name := range names {
+		entity, _, _ := strings.Cut(name, ".")
+		r.events[name] = true
+		r.events[entity+".*"] = true
+	}
+	return nil
+}
+
+func isIdent(s string) bool {
+	for i, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func (r *Registry) known(name string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.events[name]
+}
+
+func (r *Registry) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Create validates w and stores it in w.Space. It assigns ID (a random
+// UUID), Created and Modified when they are zero, so that a host can
+// restore registrations it persisted with their own; a given ID must be a
+// UUID that no registration has yet.
+func (r *Registry) Create(ctx context.Context, w Webhook) (Webhook, error) {
+	if err := ctx.Err(); err != nil {
+		return Webhook{}, err
+	}
+	w = w.clone()
+	now := r.now().UTC().Truncate(time.Second)
+	if w.ID == "" {
+		w.ID = newUUID()
+	} else if !isUUID(w.ID) {
+		return Webhook{}, invalid("id", "%q is not a UUID", w.ID)
+	}
+	if w.Created.IsZero() {
+		w.Created = now
+	}
+	if w.Modified.IsZero() {
+		w.Modified = w.Created
+	}
+	w.Created, w.Modified = w.Created.UTC(), w.Modified.UTC()
+	reg, err := r.compile(w)
+	if err != nil {
+		return Webhook{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, taken := r.byID[w.ID]; taken {
+		return Webhook{}, invalid("id", "%s is taken", w.ID)
+	}
+	r.seq++
+	reg.seq = r.seq
+	r.byID[w.ID] = reg
+	r.index.add(reg)
+	return reg.hook.clone(), nil
+}
+
+// Get returns the registration with the given id.
+func (r *Registry) Get(ctx context.Context, id string) (Webhook, error) {
+	if err := ctx.Err(); err != nil {
+		return Webhook{}, err
+	}
+	r.mu.RLock()
+	reg, ok := r.byID[id]
+	r.mu.RUnlock()
+	if !ok {
+		return Webhook{}, fmt.Errorf("webhook %q: %w", id, ErrNotFound)
+	}
+	return reg.hook.clone(), nil
+}
+
+// Update replaces the registration w.ID with w, keeping its ID, Space and
+// Created and stamping Modified. An empty w.Space keeps the registration's
+// space; another space is refused, since a registration never changes
+// tenant. Deliveries already accepted go out as they were matched.
+func (r *Registry) Update(ctx context.Context, w Webhook) (Webhook, error) {
+	if err := ctx.Err(); err != nil {
+		return Webhook{}, err
+	}
+	old, err := r.lookup(w.ID)
+	if err != nil {
+		return Webhook{}, err
+	}
+	if w.Space != "" && w.Space != old.hook.Space {
+		return Webhook{}, invalid("space", "registration %s belongs to another space and cannot move", w.ID)
+	}
+	w = w.clone()
+	w.Space, w.Created = old.hook.Space, old.hook.Created
+	w.Modified = r.now().UTC().Truncate(time.Second)
+	reg, err := r.compile(w)
+	if err != nil {
+		return Webhook{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// Another Update or a Delete may have come first; the latest wins.
+	cur, ok := r.byID[w.ID]
+	if !ok {
+		return Webhook{}, fmt.Errorf("webhook %q: %w", w.ID, ErrNotFound)
+	}
+	reg.seq = cur.seq
+	r.index.remove(cur)
+	r.index.add(reg)
+	r.byID[w.ID] = reg
+	return reg.hook.clone(), nil
+}
+
+// Delete removes the registration with the given id. Chunks of it that are
+// still waiting are not sent.
+func (r *Registry) Delete(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	reg, ok := r.byID[id]
+	if !ok {
+		return fmt.Errorf("webhook %q: %w", id, ErrNotFound)
+	}
+	delete(r.byID, id)
+	r.index.remove(reg)
+	return nil
+}
+
+// List returns the registrations of a space in the order they were created.
+func (r *Registry) List(ctx context.Context, space string) ([]Webhook, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	r.mu.RLock()
+	regs := r.index.all(space)
+	r.mu.RUnlock()
+	out := make([]Webhook, len(regs))
+	for i, reg := range regs {
+		out[i] = reg.hook.clone()
+	}
+	return out, nil
+}
+
+func (r *Registry) lookup(id string) (*registration, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	reg, ok := r.byID[id]
+	if !ok {
+		return nil, fmt.Errorf("webhook %q: %w", id, ErrNotFound)
+	}
+	return reg, nil
+}
+
+// current reports whether reg is still stored, or an update of it is.
+func (r *Registry) current(reg *registration) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.byID[reg.hook.ID]
+	return ok
+}
+
+// registration is the compiled, immutable form of a stored Webhook:
+// everything an event needs is parsed once here, never per event.
+type registration struct {
+	hook       Webhook // the stored copy; Match hands out &hook, read-only
+	seq        uint64  // creation order
+	keys       []string
+	entities   map[string]*entityRules // by entity name or custom entity API name
+	related    projection
+	skipKeys   []string
+	custom     []string // custom entity API names; empty means all
+	chunkSize  int
+	chunkDelay time.Duration
+	payload    []byte // the "webhook" object of a request body: hook without signature
+}
+
+func bySeq(a, b *registration) int {
+	switch {
+	case a.seq < b.seq:
+		return -1
+	case a.seq > b.seq:
+		return 1
+	}
+	return 0
+}
+
+const maxChunkSize = 100
+
+// compile validates w and builds its compiled form; it is the only place
+// where options are parsed.
+func (r *Registry) compile(w Webhook) (*registration, error) {
+	if err := checkURL(w.URL); err != nil {
+		return nil, err
+	}
+	if w.Signature != "" && !isUUID(w.Signature) {
+		return nil, invalid("signature", "%q is not a UUID", w.Signature)
+	}
+	keys, err := r.eventKeys(w.Events)
+	if err != nil {
+		return nil, err
+	}
+	o := w.Options
+	reg := &registration{hook: w, keys: keys, chunkSize: o.ChunkSize,
+		chunkDelay: time.Duration(o.ChunkDelay) * time.Second}
+	switch {
+	case o.ChunkSize < 0 || o.ChunkSize > maxChunkSize:
+		return nil, invalid("options.chunk_size", "%d is not between 1 and %d (0 means %[2]d)", o.ChunkSize, maxChunkSize)
+	case o.ChunkSize == 0:
+		reg.chunkSize = maxChunkSize
+	}
+	if o.ChunkDelay < 0 {
+		return nil, invalid("options.chunk_delay", "%d is negative", o.ChunkDelay)
+	}
+	if reg.skipKeys, err = nonEmpty("options.skip_keys", o.SkipKeys); err != nil {
+		return nil, err
+	}
+	if reg.custom, err = nonEmpty("options.custom_entity_api_name", o.CustomEntityAPIName); err != nil {
+		return nil, err
+	}
+	for _, name := range sortedKeys(o.Entity) {
+		rules, err := compileEntity("options.entity."+name, o.Entity[name])
+		if err != nil {
+			return nil, err
+		}
+		if reg.entities == nil {
+			reg.entities = make(map[string]*entityRules, len(o.Entity))
+		}
+		reg.entities[name] = rules
+	}
+	if re := o.RelatedEntity; re != nil {
+		const f = "options.related_entity"
+		switch {
+		case len(re.Filter) > 0:
+			return nil, invalid(f+".filter", "not supported: filters apply to the event's own entity")
+		case len(re.FilterOp) > 0:
+			return nil, invalid(f+".filter-op", "not supported: filters apply to the event's own entity")
+		case len(re.OnFieldChange) > 0:
+			return nil, invalid(f+".on-field-change", "not supported: it applies to the event's own entity")
+		}
+		if reg.related, err = compileProjection(f, *re); err != nil {
+			return nil, err
+		}
+	}
+	// The payload never carries the signature: it is the receiver's secret.
+	public := w
+	public.Signature = ""
+	if reg.payload, err = json.Marshal(public); err != nil {
+		return nil, invalid("options", "%v", err)
+	}
+	return reg, nil
+}
+
+// eventKeys validates events and returns the index keys: "*" stands for
+// everything and "Entity.*" for the rest of its entity, so that no event
+// reaches a registration through two keys.
+func (r *Registry) eventKeys(events []string) ([]string, error) {
+	if len(events) == 0 {
+		return nil, invalid("events", "empty; give at least one event name")
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	wild := map[string]bool{}
+	for i, name := range events {
+		if !r.events[name] {
+			return nil, invalid(fmt.Sprintf("events[%d]", i), "%q is not in the event catalogue", name)
+		}
+		if name == "*" || strings.HasSuffix(name, ".*") {
+			wild[name] = true
+		}
+	}
+	if wild["*"] {
+		return []string{"*"}, nil
+	}
+	var keys []string
+	for _, name := range events {
+		entity, action, _ := strings.Cut(name, ".")
+		if (action == "*" || !wild[entity+".*"]) && !slices.Contains(keys, name) {
+			keys = append(keys, name)
+		}
+	}
+	return keys, nil
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return invalid("url", "%q is not a URL: %v", s, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return invalid("url", "%q is not an absolute http or https URL", s)
+	}
+	return nil
+}
+
+func nonEmpty(field string, list []string) ([]string, error) {
+	for i, s := range list {
+		if s == "" {
+			return nil, invalid(fmt.Sprintf("%s[%d]", field, i), "empty")
+		}
+	}
+	return list, nil
+}
+
+// isUUID reports whether s is a UUID in its textual 8-4-4-4-12 form, in
+// either case.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails; see crypto/rand.Read
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], b[10:])
+	return string(s[:])
+}
