@@ -1,0 +1,206 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Shared by the tests of every file: a real receiver, a fake clock, and
+// short ways to register and dispatch.
+
+// received is one request as a receiver saw it.
+type received struct {
+	Method string
+	Path   string
+	Header http.Header
+	Body   []byte
+}
+
+// receiver is a real HTTP(S) server that keeps every request it gets and
+// answers with status (200 unless set).
+type receiver struct {
+	*httptest.Server
+	reqs   chan received
+	status atomic.Int32
+}
+
+func newReceiver(t testing.TB) *receiver { return startReceiver(t, httptest.NewServer) }
+
+func newTLSReceiver(t testing.TB) *receiver { return startReceiver(t, httptest.NewTLSServer) }
+
+func startReceiver(t testing.TB, start func(http.Handler) *httptest.Server) *receiver {
+	r := &receiver{reqs: make(chan received, 1000)}
+	r.status.Store(http.StatusOK)
+	r.Server = start(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.reqs <- received{Method: req.Method, Path: req.URL.Path, Header: req.Header.Clone(), Body: body}
+		w.WriteHeader(int(r.status.Load()))
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+// next returns the next request; the timeout only stops a hung test.
+func (r *receiver) next(t testing.TB) received {
+	t.Helper()
+	select {
+	case req := <-r.reqs:
+		return req
+	case <-time.After(10 * time.Second):
+		t.Fatal("the receiver got no request")
+		return received{}
+	}
+}
+
+// drain returns the requests already received, without waiting: after a
+// Flush every request that was sent is here.
+func (r *receiver) drain() []received {
+	var out []received
+	for {
+		select {
+		case req := <-r.reqs:
+			out = append(out, req)
+		default:
+			return out
+		}
+	}
+}
+
+// item is one element of a request body, as a receiver decodes it.
+type item struct {
+	Webhook       json.RawMessage `json:"webhook"`
+	Event         string          `json:"event"`
+	EventTime     string          `json:"event_time"`
+	TeamSpaceID   string          `json:"team_space_id"`
+	Entity        json.RawMessage `json:"entity"`
+	RelatedEntity json.RawMessage `json:"related_entity"`
+}
+
+func decodeItems(t testing.TB, body []byte) []item {
+	t.Helper()
+	var items []item
+	require.NoError(t, json.Unmarshal(body, &items), "body: %s", body)
+	return items
+}
+
+// fakeClock is a Clock whose time moves only when a test advances it.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	at   time.Time
+	f    func()
+	done bool // fired or stopped
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 11, 26, 10, 15, 0, 123456000, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{at: c.now.Add(d), f: f}
+	c.timers = append(c.timers, t)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if t.done {
+			return false
+		}
+		t.done = true
+		return true
+	}
+}
+
+// Advance moves the time on by d and runs, in order, the timers that came
+// due.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var due []*fakeTimer
+	for _, t := range c.timers {
+		if !t.done && !t.at.After(c.now) {
+			t.done = true
+			due = append(due, t)
+		}
+	}
+	c.mu.Unlock()
+	sort.SliceStable(due, func(i, j int) bool { return due[i].at.Before(due[j].at) })
+	for _, t := range due {
+		t.f()
+	}
+}
+
+// armed counts the timers that have neither fired nor been stopped.
+func (c *fakeClock) armed() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, t := range c.timers {
+		if !t.done {
+			n++
+		}
+	}
+	return n
+}
+
+func mustCreate(t testing.TB, r *Registry, w Webhook) Webhook {
+	t.Helper()
+	got, err := r.Create(context.Background(), w)
+	require.NoError(t, err)
+	return got
+}
+
+// newTestDispatcher returns a Dispatcher that is closed when the test ends.
+func newTestDispatcher(t testing.TB, r *Registry, cfg Config) *Dispatcher {
+	t.Helper()
+	d, err := NewDispatcher(r, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, d.Close(ctx))
+	})
+	return d
+}
+
+// dispatch hands events to d and waits until they are delivered.
+func dispatch(t testing.TB, d *Dispatcher, events ...Event) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, d.Dispatch(ctx, events...))
+	require.NoError(t, d.Flush(ctx))
+}
+
+// matchURLs returns the URLs of the registrations e fires, in order.
+func matchURLs(t testing.TB, m *Matcher, e Event) []string {
+	t.Helper()
+	hooks, err := m.Match(e)
+	require.NoError(t, err)
+	urls := []string{}
+	for _, h := range hooks {
+		urls = append(urls, h.URL)
+	}
+	return urls
+}
