@@ -142,20 +142,28 @@ func (r *Recorder) Send(ctx context.Context, req *Request) (*Response, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	c := *req
-	c.Header = req.Header.Clone()
-	c.Body = bytes.Clone(req.Body)
-	c.EventIDs = slices.Clone(req.EventIDs)
 	r.mu.Lock()
-	r.reqs = append(r.reqs, &c)
+	r.reqs = append(r.reqs, req.clone())
 	r.mu.Unlock()
 	return &Response{StatusCode: http.StatusOK, Header: http.Header{}}, nil
 }
 
-// Requests returns the requests recorded so far, in the order they were
-// sent.
+// Requests returns copies of the requests recorded so far, in the order
+// they were sent.
 func (r *Recorder) Requests() []*Request {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return slices.Clone(r.reqs)
+	out := make([]*Request, len(r.reqs))
+	for i, req := range r.reqs {
+		out[i] = req.clone()
+	}
+	return out
+}
+
+func (req *Request) clone() *Request {
+	c := *req
+	c.Header = req.Header.Clone()
+	c.Body = bytes.Clone(req.Body)
+	c.EventIDs = slices.Clone(req.EventIDs)
+	return &c
 }

@@ -1,0 +1,507 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/require"
+)
+
+// failures collects what Config.OnFailure reports.
+type failures struct {
+	mu   sync.Mutex
+	errs []*DeliveryError
+}
+
+func (f *failures) add(e *DeliveryError) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.errs = append(f.errs, e)
+}
+
+func (f *failures) list() []*DeliveryError {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*DeliveryError(nil), f.errs...)
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestDispatchDeliversSignedPayloadToReceiver(t *testing.T) {
+	rcv := newReceiver(t)
+	clock := newFakeClock()
+	r := NewRegistry()
+	hook := mustCreate(t, r, Webhook{Space: "team-1", URL: rcv.URL + "/hooks/crm?tenant=1", Events: []string{"Account.Create"},
+		Signature: testSignature})
+	d := newTestDispatcher(t, r, Config{Clock: clock})
+
+	data := `{"id": "a1", "name": "Acme \u00e9", "value": 1.50}`
+	dispatch(t, d, Event{Space: "team-1", Name: "Account.Create", Data: json.RawMessage(data)})
+
+	req := rcv.next(t)
+	require.Equal(t, http.MethodPost, req.Method)
+	require.Equal(t, "/hooks/crm", req.Path)
+	require.Equal(t, "application/json", req.Header.Get("Content-Type"))
+	require.NoError(t, VerifySignature(testSignature, req.Body, req.Header.Get(HeaderSignature)))
+	require.Equal(t, Sign(testSignature, req.Body), req.Header.Get("WebHook-Signature"), "lowercase hex")
+
+	items := decodeItems(t, req.Body)
+	require.Len(t, items, 1)
+	// The registration, as the API shows it, but never its signature.
+	public := hook
+	public.Signature = ""
+	wantHook, err := json.Marshal(public)
+	require.NoError(t, err)
+	require.JSONEq(t, string(wantHook), string(items[0].Webhook))
+	require.NotContains(t, string(req.Body), testSignature)
+	want := item{Webhook: items[0].Webhook, Event: "Account.Create", EventTime: "2026-11-26T10:15:00.123456Z",
+		TeamSpaceID: "team-1", Entity: json.RawMessage(data), RelatedEntity: json.RawMessage("null")}
+	if d := cmp.Diff(want, items[0]); d != "" {
+		t.Fatalf("item (-want +got):\n%s", d)
+	}
+	// The record's bytes are sent as the host gave them.
+	require.Contains(t, string(req.Body), `"entity":`+data)
+	require.Empty(t, rcv.drain())
+}
+
+func TestDispatchWithoutSignatureSendsNoSignatureHeader(t *testing.T) {
+	rcv := newReceiver(t)
+	r := NewRegistry()
+	mustCreate(t, r, Webhook{URL: rcv.URL, Events: []string{"*"}})
+	d := newTestDispatcher(t, r, Config{})
+	dispatch(t, d, Event{Name: "Lead.Lost", Data: account, Time: time.Date(2026, 1, 2, 3, 4, 5, 6000, time.FixedZone("CET", 3600))})
+	req := rcv.next(t)
+	require.Empty(t, req.Header.Values(HeaderSignature))
+	items := decodeItems(t, req.Body)
+	require.Equal(t, "2026-01-02T02:04:05.000006Z", items[0].EventTime, "an event's own time, in UTC")
+	require.Equal(t, "", items[0].TeamSpaceID)
+}
+
+func TestDispatchRefusesBadEventsWithoutDeliveringAny(t *testing.T) {
+	ctx := context.Background()
+	rcv := newReceiver(t)
+	r := NewRegistry()
+	mustCreate(t, r, Webhook{URL: rcv.URL, Events: []string{"*"}})
+	d := newTestDispatcher(t, r, Config{})
+
+	tests := []struct {
+		name  string
+		bad   Event
+		field string
+	}{
+		{"an unknown event name", Event{Name: "Account.Explode", Data: account}, "name"},
+		{"data that is not an object", Event{Name: "Account.Update", Data: json.RawMessage(`"a1"`)}, "data"},
+		{"a custom entity event without its API name", Event{Name: "CustomEntity.Create", Data: account}, "custom_entity"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			good := Event{ID: "ev-1", Name: "Account.Create", Data: account}
+			tt.bad.ID = "ev-2"
+			err := d.Dispatch(ctx, good, tt.bad)
+			requireFieldError(t, err, tt.field)
+			require.Contains(t, err.Error(), "event 1 ev-2", "the error names the event")
+			require.NoError(t, d.Flush(ctx))
+			require.Empty(t, rcv.drain(), "a refused call delivers nothing")
+		})
+	}
+
+	// Fixed, the same call goes out once.
+	dispatch(t, d, Event{ID: "ev-1", Name: "Account.Create", Data: account}, Event{ID: "ev-2", Name: "Account.Update", Data: account})
+	reqs := rcv.drain()
+	require.Len(t, reqs, 1)
+	require.Len(t, decodeItems(t, reqs[0].Body), 2)
+}
+
+func TestDispatchChunksItemsInEventOrder(t *testing.T) {
+	rcv := newReceiver(t)
+	r := NewRegistry()
+	mustCreate(t, r, Webhook{URL: rcv.URL, Events: []string{"Account.*"}, Options: Options{ChunkSize: 2}})
+	d := newTestDispatcher(t, r, Config{})
+	var events []Event
+	for i := range 5 {
+		name := "Account.Create"
+		if i%2 == 1 {
+			name = "Account.Update"
+		}
+		events = append(events, Event{Name: name, Data: json.RawMessage(fmt.Sprintf(`{"id":"a%d"}`, i))})
+	}
+	events = append(events, Event{Name: "Contact.Create", Data: account}) // fires nothing
+	dispatch(t, d, events...)
+
+	var got [][]string
+	for _, req := range rcv.drain() {
+		var ids []string
+		for _, it := range decodeItems(t, req.Body) {
+			var rec struct{ ID string }
+			require.NoError(t, json.Unmarshal(it.Entity, &rec))
+			ids = append(ids, it.Event+" "+rec.ID)
+		}
+		got = append(got, ids)
+	}
+	want := [][]string{
+		{"Account.Create a0", "Account.Update a1"},
+		{"Account.Create a2", "Account.Update a3"},
+		{"Account.Create a4"},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("chunks (-want +got):\n%s", d)
+	}
+}
+
+func TestDispatchDefaultChunkSizeIs100(t *testing.T) {
+	rec := &Recorder{}
+	r := NewRegistry()
+	mustCreate(t, r, Webhook{URL: "https://example.com/h", Events: []string{"*"}})
+	d := newTestDispatcher(t, r, Config{Transport: rec})
+	events := make([]Event, 250)
+	for i := range events {
+		events[i] = Event{Name: "Task.Create", Data: account}
+	}
+	dispatch(t, d, events...)
+	var sizes []int
+	for _, req := range rec.Requests() {
+		sizes = append(sizes, len(decodeItems(t, req.Body)))
+	}
+	require.Equal(t, []int{100, 100, 50}, sizes)
+}
+
+func TestDispatchDoesNotMixCallsInAChunk(t *testing.T) {
+	rec := &Recorder{}
+	r := NewRegistry()
+	mustCreate(t, r, Webhook{URL: "https://example.com/h", Events: []string{"*"}})
+	d := newTestDispatcher(t, r, Config{Transport: rec})
+	dispatch(t, d, Event{Name: "Task.Create", Data: account})
+	dispatch(t, d, Event{Name: "Task.Update", Data: account})
+	require.Len(t, rec.Requests(), 2)
+}
+
+func TestDispatchDelaysChunkNByNTimesChunkDelay(t *testing.T) {
+	ctx := context.Background()
+	rcv := newReceiver(t)
+	clock := newFakeClock()
+	r := NewRegistry()
+	mustCreate(t, r, Webhook{URL: rcv.URL + "/slow", Events: []string{"Account.*"}, Options: Options{ChunkSize: 1, ChunkDelay: 300}})
+	mustCreate(t, r, Webhook{URL: rcv.URL + "/fast", Events: []string{"Account.*"}, Options: Options{ChunkSize: 1}})
+	d := newTestDispatcher(t, r, Config{Clock: clock})
+
+	events := []Event{{Name: "Account.Create", Data: account}, {Name: "Account.Update", Data: account}, {Name: "Account.Delete", Data: account}}
+	require.NoError(t, d.Dispatch(ctx, events...))
+	flushed := make(chan error, 1)
+	go func() { flushed <- d.Flush(ctx) }()
+
+	// Chunk 0 of the delayed registration and every chunk of the other go
+	// at once; the delay holds up nobody else.
+	paths := map[string]int{}
+	for range 4 {
+		paths[rcv.next(t).Path]++
+	}
+	require.Equal(t, map[string]int{"/slow": 1, "/fast": 3}, paths)
+	require.Equal(t, 2, clock.armed(), "chunks 1 and 2 wait")
+
+	// Another call is not queued behind the waiting chunks.
+	require.NoError(t, d.Dispatch(ctx, Event{Name: "Account.Update", Data: account}))
+	require.Equal(t, "/slow", rcv.next(t).Path)
+	require.Equal(t, "/fast", rcv.next(t).Path)
+
+	clock.Advance(299 * time.Second)
+	require.Equal(t, 2, clock.armed(), "chunk 1 is not due before 300 s")
+	clock.Advance(time.Second)
+	require.Equal(t, "Account.Update", decodeItems(t, rcv.next(t).Body)[0].Event)
+	require.Equal(t, 1, clock.armed())
+	select {
+	case err := <-flushed:
+		t.Fatalf("Flush returned %v before the last chunk was due", err)
+	default:
+	}
+	clock.Advance(300 * time.Second)
+	require.Equal(t, "Account.Delete", decodeItems(t, rcv.next(t).Body)[0].Event)
+	require.NoError(t, <-flushed)
+	require.Empty(t, rcv.drain())
+}
+
+func TestDispatchDropsWaitingChunksOfADeletedRegistration(t *testing.T) {
+	ctx := context.Background()
+	rec := &Recorder{}
+	clock := newFakeClock()
+	r := NewRegistry()
+	w := mustCreate(t, r, Webhook{URL: "https://example.com/h", Events: []string{"*"}, Options: Options{ChunkSize: 1, ChunkDelay: 60}})
+	d := newTestDispatcher(t, r, Config{Transport: rec, Clock: clock})
+	require.NoError(t, d.Dispatch(ctx, Event{Name: "Task.Create", Data: account}, Event{Name: "Task.Update", Data: account}))
+	require.NoError(t, r.Delete(ctx, w.ID))
+	clock.Advance(time.Minute)
+	require.NoError(t, d.Flush(ctx))
+	// Chunk 0 may or may not have gone before the Delete; chunk 1 never does.
+	for _, req := range rec.Requests() {
+		require.Equal(t, "Task.Create", decodeItems(t, req.Body)[0].Event)
+	}
+}
+
+func TestDispatchReportsFailedDeliveries(t *testing.T) {
+	ok := newReceiver(t)
+	failing := newReceiver(t)
+	failing.status.Store(http.StatusInternalServerError)
+	target := newReceiver(t)
+	redirect := httptest.NewServer(http.RedirectHandler(target.URL, http.StatusFound))
+	t.Cleanup(redirect.Close)
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close() // nothing listens there any more
+
+	r := NewRegistry()
+	okHook := mustCreate(t, r, Webhook{URL: ok.URL, Events: []string{"*"}})
+	failHook := mustCreate(t, r, Webhook{URL: failing.URL, Events: []string{"*"}})
+	redirHook := mustCreate(t, r, Webhook{URL: redirect.URL, Events: []string{"*"}})
+	goneHook := mustCreate(t, r, Webhook{URL: gone.URL, Events: []string{"*"}})
+	var got failures
+	d := newTestDispatcher(t, r, Config{OnFailure: got.add, Logger: quietLogger()})
+
+	dispatch(t, d, Event{ID: "ev-1", Name: "Account.Create", Data: account})
+	require.Len(t, ok.drain(), 1, "one failing receiver does not stop the others")
+	require.Len(t, failing.drain(), 1)
+	require.Empty(t, target.drain(), "redirects are not followed")
+
+	byHook := map[string]*DeliveryError{}
+	for _, e := range got.list() {
+		byHook[e.WebhookID] = e
+	}
+	require.Len(t, byHook, 3)
+	require.NotContains(t, byHook, okHook.ID)
+	require.Equal(t, http.StatusInternalServerError, byHook[failHook.ID].StatusCode)
+	require.Equal(t, []string{"ev-1"}, byHook[failHook.ID].EventIDs)
+	require.Equal(t, failing.URL, byHook[failHook.ID].URL)
+	require.Equal(t, http.StatusFound, byHook[redirHook.ID].StatusCode)
+	require.Equal(t, 0, byHook[goneHook.ID].StatusCode)
+	var de *DeliveryError
+	require.ErrorAs(t, error(byHook[goneHook.ID]), &de)
+	require.Error(t, de.Unwrap())
+}
+
+func TestDispatchLogsFailuresThroughSlog(t *testing.T) {
+	failing := newReceiver(t)
+	failing.status.Store(http.StatusServiceUnavailable)
+	r := NewRegistry()
+	hook := mustCreate(t, r, Webhook{URL: failing.URL, Events: []string{"*"}})
+	var buf syncBuffer
+	d := newTestDispatcher(t, r, Config{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	dispatch(t, d, Event{Name: "Account.Create", Data: account})
+	line := buf.String()
+	require.Contains(t, line, "level=WARN")
+	require.Contains(t, line, "webhook_id="+hook.ID)
+	require.Contains(t, line, "status=503")
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	sb strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sb.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sb.String()
+}
+
+// blockingReceiver holds every request until release is closed.
+func blockingReceiver(t *testing.T) (srv *httptest.Server, entered chan struct{}, release chan struct{}) {
+	entered, release = make(chan struct{}, 100), make(chan struct{})
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Reading the body lets the server notice a client that hangs up.
+		io.Copy(io.Discard, r.Body)
+		entered <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, entered, release
+}
+
+func TestDispatchSlowReceiverHoldsUpOnlyItself(t *testing.T) {
+	slow, entered, release := blockingReceiver(t)
+	fast := newReceiver(t)
+	r := NewRegistry()
+	mustCreate(t, r, Webhook{URL: slow.URL, Events: []string{"*"}})
+	mustCreate(t, r, Webhook{URL: fast.URL, Events: []string{"*"}})
+	d := newTestDispatcher(t, r, Config{})
+	ctx := context.Background()
+
+	require.NoError(t, d.Dispatch(ctx, Event{Name: "Account.Create", Data: account}))
+	<-entered
+	require.NoError(t, d.Dispatch(ctx, Event{Name: "Account.Update", Data: account}))
+	// Both calls reach the fast receiver while the slow one holds the first.
+	require.Equal(t, "Account.Create", decodeItems(t, fast.next(t).Body)[0].Event)
+	require.Equal(t, "Account.Update", decodeItems(t, fast.next(t).Body)[0].Event)
+	close(release)
+	require.NoError(t, d.Flush(ctx))
+}
+
+// dispatcherGoroutines lists the goroutines running this package's code.
+func dispatcherGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "crmhook/webhook.(*Dispatcher)") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+func TestCloseFinishesAcceptedWorkAndLeavesNoGoroutine(t *testing.T) {
+	ctx := context.Background()
+	slow, entered, release := blockingReceiver(t)
+	rec := &Recorder{}
+	clock := newFakeClock()
+	r := NewRegistry()
+	mustCreate(t, r, Webhook{URL: slow.URL, Events: []string{"*"}})
+	mustCreate(t, r, Webhook{URL: "https://example.com/delayed", Events: []string{"*"}, Options: Options{ChunkSize: 1, ChunkDelay: 10}})
+	d, err := NewDispatcher(r, Config{Clock: clock})
+	require.NoError(t, err)
+	d.transport = transportFunc(func(ctx context.Context, req *Request) (*Response, error) {
+		if strings.HasPrefix(req.URL, "https://example.com/") {
+			return rec.Send(ctx, req)
+		}
+		return d.own.Send(ctx, req)
+	})
+	require.NoError(t, d.Dispatch(ctx, Event{Name: "Task.Create", Data: account}, Event{Name: "Task.Update", Data: account}))
+	<-entered
+
+	closed := make(chan error, 1)
+	go func() { closed <- d.Close(ctx) }()
+	require.ErrorIs(t, waitClosed(d, ctx), ErrClosed, "Close stops accepting at once")
+	close(release)
+	clock.Advance(10 * time.Second)
+	require.NoError(t, <-closed)
+	require.Len(t, rec.Requests(), 2, "the delayed chunk went out before Close returned")
+	require.Empty(t, dispatcherGoroutines())
+}
+
+// waitClosed dispatches until d refuses; Close sets the flag first thing,
+// so the loop ends as soon as Close has started.
+func waitClosed(d *Dispatcher, ctx context.Context) error {
+	for {
+		d.mu.Lock()
+		closed := d.closed
+		d.mu.Unlock()
+		if closed {
+			return d.Dispatch(ctx, Event{Name: "Task.Create", Data: account})
+		}
+		runtime.Gosched()
+	}
+}
+
+type transportFunc func(ctx context.Context, req *Request) (*Response, error)
+
+func (f transportFunc) Send(ctx context.Context, req *Request) (*Response, error) { return f(ctx, req) }
+
+func TestCloseGivesUpWhenItsContextEnds(t *testing.T) {
+	slow, entered, _ := blockingReceiver(t)
+	clock := newFakeClock()
+	r := NewRegistry()
+	blocked := mustCreate(t, r, Webhook{URL: slow.URL, Events: []string{"*"}, Options: Options{ChunkSize: 1, ChunkDelay: 3600}})
+	var got failures
+	d, err := NewDispatcher(r, Config{Clock: clock, OnFailure: got.add, Logger: quietLogger()})
+	require.NoError(t, err)
+	require.NoError(t, d.Dispatch(context.Background(),
+		Event{ID: "now", Name: "Task.Create", Data: account}, Event{ID: "later", Name: "Task.Update", Data: account}))
+	<-entered
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, d.Close(ctx), context.Canceled)
+	require.Empty(t, dispatcherGoroutines())
+	require.Zero(t, clock.armed(), "the waiting chunk's timer is stopped")
+
+	// Nothing accepted is lost silently: both chunks are reported.
+	var ids []string
+	for _, e := range got.list() {
+		require.Equal(t, blocked.ID, e.WebhookID)
+		ids = append(ids, e.EventIDs...)
+	}
+	require.ElementsMatch(t, []string{"now", "later"}, ids)
+	require.ErrorIs(t, d.Dispatch(context.Background(), Event{Name: "Task.Create", Data: account}), ErrClosed)
+	require.NoError(t, d.Close(context.Background()), "a second Close is harmless")
+}
+
+func TestDispatchIsSafeForSimultaneousUse(t *testing.T) {
+	rec := &Recorder{}
+	r := NewRegistry()
+	for i := range 5 {
+		mustCreate(t, r, Webhook{URL: fmt.Sprintf("https://example.com/%d", i), Events: []string{"Account.*"}, Options: Options{ChunkSize: 3}})
+	}
+	d := newTestDispatcher(t, r, Config{Transport: rec})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				e := Event{ID: fmt.Sprintf("%d-%d", g, i), Name: "Account.Update", Data: account}
+				if err := d.Dispatch(ctx, e, e); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, d.Flush(ctx))
+	// 200 calls of 2 items each reach each of 5 registrations, one request a call.
+	require.Len(t, rec.Requests(), 5*200)
+	for _, req := range rec.Requests() {
+		require.Equal(t, []string{req.EventIDs[0], req.EventIDs[0]}, req.EventIDs)
+	}
+}
+
+func TestDispatchAssignsEventIDs(t *testing.T) {
+	rec := &Recorder{}
+	r := NewRegistry()
+	mustCreate(t, r, Webhook{URL: "https://example.com/h", Events: []string{"*"}})
+	d := newTestDispatcher(t, r, Config{Transport: rec})
+	dispatch(t, d, Event{Name: "Task.Create", Data: account}, Event{ID: "mine", Name: "Task.Create", Data: account})
+	ids := rec.Requests()[0].EventIDs
+	require.Len(t, ids, 2)
+	require.True(t, isUUID(ids[0]), "assigned id %q", ids[0])
+	require.Equal(t, "mine", ids[1])
+}
+
+func TestDispatchKeepsNoReferenceToTheCallersBuffers(t *testing.T) {
+	rec := &Recorder{}
+	clock := newFakeClock()
+	r := NewRegistry()
+	mustCreate(t, r, Webhook{URL: "https://example.com/h", Events: []string{"*"}, Options: Options{ChunkSize: 1, ChunkDelay: 1}})
+	d := newTestDispatcher(t, r, Config{Transport: rec, Clock: clock})
+	buf := []byte(`{"id":"a1"}`)
+	ctx := context.Background()
+	require.NoError(t, d.Dispatch(ctx, Event{Name: "Task.Create", Data: account}, Event{Name: "Task.Create", Data: buf}))
+	copy(buf, `{"id":"XX"}`) // the host reuses its buffer
+	clock.Advance(time.Second)
+	require.NoError(t, d.Flush(ctx))
+	reqs := rec.Requests()
+	require.Len(t, reqs, 2)
+	require.JSONEq(t, `{"id":"a1"}`, string(decodeItems(t, reqs[1].Body)[0].Entity))
+}
+
+func TestNewDispatcherNeedsARegistry(t *testing.T) {
+	_, err := NewDispatcher(nil, Config{})
+	require.True(t, errors.Is(err, ErrInvalid))
+}

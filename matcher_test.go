@@ -1,0 +1,250 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/require"
+)
+
+var account = json.RawMessage(`{"id":"a1","name":"Acme"}`)
+
+func TestMatchByEventName(t *testing.T) {
+	r := NewRegistry()
+	for _, w := range []Webhook{
+		{URL: "https://example.com/exact", Events: []string{"Account.Create"}},
+		{URL: "https://example.com/entity", Events: []string{"Account.*"}},
+		{URL: "https://example.com/all", Events: []string{"*"}},
+		{URL: "https://example.com/overlap", Events: []string{"Account.Create", "Account.*", "*", "Account.Create"}},
+		{URL: "https://example.com/contact", Events: []string{"Contact.Create", "Contact.*"}},
+		{URL: "https://example.com/update", Events: []string{"Account.Update", "Opportunity.Won"}},
+	} {
+		mustCreate(t, r, w)
+	}
+	m := NewMatcher(r)
+	tests := []struct {
+		event string
+		want  []string
+	}{
+		{"Account.Create", []string{"https://example.com/exact", "https://example.com/entity", "https://example.com/all", "https://example.com/overlap"}},
+		{"Account.Update", []string{"https://example.com/entity", "https://example.com/all", "https://example.com/overlap", "https://example.com/update"}},
+		{"Account.Delete", []string{"https://example.com/entity", "https://example.com/all", "https://example.com/overlap"}},
+		{"Contact.Create", []string{"https://example.com/all", "https://example.com/overlap", "https://example.com/contact"}},
+		{"Opportunity.Won", []string{"https://example.com/all", "https://example.com/overlap", "https://example.com/update"}},
+		{"Opportunity.Lost", []string{"https://example.com/all", "https://example.com/overlap"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.event+" fires each listener once, in creation order", func(t *testing.T) {
+			got := matchURLs(t, m, Event{Name: tt.event, Data: account})
+			if d := cmp.Diff(tt.want, got); d != "" {
+				t.Fatalf("matched (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestMatchNeverCrossesSpaces(t *testing.T) {
+	r := NewRegistry()
+	mustCreate(t, r, Webhook{Space: "team-1", URL: "https://example.com/1", Events: []string{"*"}})
+	mustCreate(t, r, Webhook{Space: "team-2", URL: "https://example.com/2", Events: []string{"Account.Create"}})
+	mustCreate(t, r, Webhook{URL: "https://example.com/default", Events: []string{"Account.*"}})
+	m := NewMatcher(r)
+	for space, want := range map[string][]string{
+		"team-1": {"https://example.com/1"},
+		"team-2": {"https://example.com/2"},
+		"":       {"https://example.com/default"},
+		"team-3": {},
+	} {
+		got := matchURLs(t, m, Event{Space: space, Name: "Account.Create", Data: account})
+		require.Equal(t, want, got, "space %q", space)
+	}
+}
+
+func TestMatchCustomEntityAPINames(t *testing.T) {
+	r := NewRegistry()
+	mustCreate(t, r, Webhook{URL: "https://example.com/invoices", Events: []string{"CustomEntity.*"},
+		Options: Options{CustomEntityAPIName: []string{"CE_Invoice", "CE_Credit"}}})
+	mustCreate(t, r, Webhook{URL: "https://example.com/every-custom", Events: []string{"CustomEntity.Create"}})
+	mustCreate(t, r, Webhook{URL: "https://example.com/all", Events: []string{"*"},
+		Options: Options{CustomEntityAPIName: []string{"CE_Invoice"}}})
+	m := NewMatcher(r)
+	tests := []struct {
+		name  string
+		event Event
+		want  []string
+	}{
+		{"a listed custom entity fires", Event{Name: "CustomEntity.Create", CustomEntity: "CE_Invoice"},
+			[]string{"https://example.com/invoices", "https://example.com/every-custom", "https://example.com/all"}},
+		{"an unlisted one fires only registrations without a list", Event{Name: "CustomEntity.Create", CustomEntity: "CE_Asset"},
+			[]string{"https://example.com/every-custom"}},
+		{"the list narrows only custom entity events", Event{Name: "Account.Create"},
+			[]string{"https://example.com/all"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.event.Data = account
+			require.Equal(t, tt.want, matchURLs(t, m, tt.event))
+		})
+	}
+}
+
+func TestMatchSkipKeys(t *testing.T) {
+	r := NewRegistry()
+	mustCreate(t, r, Webhook{URL: "https://example.com/skips", Events: []string{"Account.*"},
+		Options: Options{SkipKeys: []string{"gmail_sync", "my integration"}}})
+	mustCreate(t, r, Webhook{URL: "https://example.com/plain", Events: []string{"Account.*"}})
+	m := NewMatcher(r)
+	for key, want := range map[string][]string{
+		"my integration": {"https://example.com/plain"},
+		"gmail_sync":     {"https://example.com/plain"},
+		"other":          {"https://example.com/skips", "https://example.com/plain"},
+		"":               {"https://example.com/skips", "https://example.com/plain"},
+	} {
+		got := matchURLs(t, m, Event{Name: "Account.Update", Data: account, SkipKey: key})
+		require.Equal(t, want, got, "skip key %q", key)
+	}
+}
+
+func TestMatchRefusesMalformedEvents(t *testing.T) {
+	m := NewMatcher(NewRegistry())
+	tests := []struct {
+		name  string
+		event Event
+		field string
+	}{
+		{"an unknown event name", Event{Name: "Account.Explode", Data: account}, "name"},
+		{"an unknown entity", Event{Name: "Spaceship.Create", Data: account}, "name"},
+		{"a wildcard name", Event{Name: "Account.*", Data: account}, "name"},
+		{"no data", Event{Name: "Account.Create"}, "data"},
+		{"data that is a list", Event{Name: "Account.Create", Data: json.RawMessage(`[{"id":1}]`)}, "data"},
+		{"data that is not JSON", Event{Name: "Account.Create", Data: json.RawMessage(`{"id":`)}, "data"},
+		{"data that is null", Event{Name: "Account.Create", Data: json.RawMessage(`null`)}, "data"},
+		{"a custom entity event without its API name", Event{Name: "CustomEntity.Update", Data: account}, "custom_entity"},
+		{"a previous record that is a string", Event{Name: "Account.Update", Data: account, Previous: json.RawMessage(`"x"`)}, "previous"},
+		{"a related record that is not JSON", Event{Name: "Account.DocumentLinked", Data: account, Related: json.RawMessage(`{`)}, "related"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := m.Match(tt.event)
+			requireFieldError(t, err, tt.field)
+			require.Contains(t, err.Error(), fmt.Sprintf("%q", tt.event.Name), "the error names the event")
+		})
+	}
+}
+
+func TestMatchSeesRegistryChanges(t *testing.T) {
+	ctx := context.Background()
+	r := NewRegistry()
+	m := NewMatcher(r)
+	w := mustCreate(t, r, Webhook{URL: "https://example.com/a", Events: []string{"Account.Create"}})
+	ev := Event{Name: "Account.Update", Data: account}
+	require.Empty(t, matchURLs(t, m, ev))
+
+	w.Events = []string{"Account.Update"}
+	_, err := r.Update(ctx, w)
+	require.NoError(t, err)
+	require.Equal(t, []string{"https://example.com/a"}, matchURLs(t, m, ev))
+	require.Empty(t, matchURLs(t, m, Event{Name: "Account.Create", Data: account}))
+
+	require.NoError(t, r.Delete(ctx, w.ID))
+	require.Empty(t, matchURLs(t, m, ev))
+}
+
+func TestMatchReturnsTheStoredRegistration(t *testing.T) {
+	r := NewRegistry()
+	w := mustCreate(t, r, Webhook{URL: "https://example.com/a", Events: []string{"*"}, Signature: testSignature})
+	hooks, err := NewMatcher(r).Match(Event{Name: "Task.Comment", Data: account})
+	require.NoError(t, err)
+	require.Len(t, hooks, 1)
+	if d := cmp.Diff(w, *hooks[0]); d != "" {
+		t.Fatalf("matched registration (-stored +matched):\n%s", d)
+	}
+	again, err := NewMatcher(r).Match(Event{Name: "Task.Comment", Data: account})
+	require.NoError(t, err)
+	require.Same(t, hooks[0], again[0], "Match hands out the shared copy, not a new one")
+}
+
+// matchBench fills a registry with n registrations, ten a space (one for
+// each of ten entities), as a multi-tenant CRM has them.
+func matchBench(b *testing.B, n int) (*Registry, []*registration) {
+	r := NewRegistry()
+	entities := []string{"Account", "Contact", "Opportunity", "Lead", "Task", "Email", "Appointment", "Product", "Memo", "Quote"}
+	actions := []string{"Create", "Update", "Delete"}
+	var all []*registration
+	for i := range n {
+		ent := entities[i%len(entities)]
+		events := []string{ent + "." + actions[i/len(entities)%len(actions)]}
+		if i%17 == 0 {
+			events = []string{ent + ".*"}
+		}
+		w := mustCreate(b, r, Webhook{Space: fmt.Sprintf("space-%d", i/len(entities)), URL: "https://example.com/h", Events: events})
+		all = append(all, r.byID[w.ID])
+	}
+	return r, all
+}
+
+var benchEvent = Event{Space: "space-7", Name: "Opportunity.Update", Data: json.RawMessage(`{"id":"o1","name":"Big deal","value":1000}`)}
+
+func BenchmarkMatch(b *testing.B) {
+	for _, n := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprintf("registrations=%d", n), func(b *testing.B) {
+			r, _ := matchBench(b, n)
+			m := NewMatcher(r)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := m.Match(benchEvent); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkMatchLinearScan is the baseline the index is compared to: every
+// registration checked against the event's space and name.
+func BenchmarkMatchLinearScan(b *testing.B) {
+	for _, n := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprintf("registrations=%d", n), func(b *testing.B) {
+			_, all := matchBench(b, n)
+			entity, _, _ := strings.Cut(benchEvent.Name, ".")
+			b.ReportAllocs()
+			for b.Loop() {
+				var out []*Webhook
+				for _, reg := range all {
+					if reg.hook.Space != benchEvent.Space {
+						continue
+					}
+					for _, e := range reg.hook.Events {
+						if e == benchEvent.Name || e == entity+".*" || e == "*" {
+							out = append(out, &reg.hook)
+							break
+						}
+					}
+				}
+				_ = out
+			}
+		})
+	}
+}
+
+// BenchmarkRegistryUpdate shows that a change costs in proportion to the
+// registration, not to the number of registrations.
+func BenchmarkRegistryUpdate(b *testing.B) {
+	for _, n := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprintf("registrations=%d", n), func(b *testing.B) {
+			r, all := matchBench(b, n)
+			w := all[n/2].hook
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := r.Update(ctx, w); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
