@@ -458,3 +458,54 @@ func TestRegistryHonoursContext(t *testing.T) {
 	_, err := NewRegistry().Create(ctx, validWebhook())
 	require.ErrorIs(t, err, context.Canceled)
 }
+
+// FuzzOptions feeds arbitrary options objects through the JSON decoder and
+// the registry: nothing panics, every refusal is a *FieldError, and what
+// is accepted round-trips through JSON unchanged.
+func FuzzOptions(f *testing.F) {
+	var seed struct {
+		Options json.RawMessage `json:"options"`
+	}
+	if err := json.Unmarshal([]byte(pipelinerWebhook), &seed); err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{
+		string(seed.Options), `{}`, `null`, `[]`, `{"chunk_size": 101}`, `{"chunk_size": "1"}`, `{"chunk_delay": -1}`,
+		`{"entity": {"Contact": {"load_only": ["id"], "filter": {"a": [1, "2", null]}, "filter-op": {"a": "between"}}}}`,
+		`{"entity": {"X": {"filter": {"a..b": 1}}}}`, `{"related_entity": {"filter": {"a": 1}}}`,
+		`{"skip_keys": [""], "custom_entity_api_name": ["CE"]}`, `{"entity": {"X": {"filter": {"a": {"b": 1}}}}}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, options string) {
+		if !json.Valid([]byte(options)) {
+			return
+		}
+		body := `{"url": "https://example.com/h", "events": ["*"], "options": ` + options + `}`
+		var w Webhook
+		if err := json.Unmarshal([]byte(body), &w); err != nil {
+			requireFieldErrorAny(t, err)
+			return
+		}
+		stored, err := NewRegistry().Create(context.Background(), w)
+		if err != nil {
+			requireFieldErrorAny(t, err)
+			return
+		}
+		out, err := json.Marshal(stored)
+		require.NoError(t, err)
+		var back Webhook
+		require.NoError(t, json.Unmarshal(out, &back), "%s", out)
+		if d := cmp.Diff(stored, back); d != "" {
+			t.Fatalf("round trip of %s (-stored +back):\n%s", out, d)
+		}
+	})
+}
+
+func requireFieldErrorAny(t *testing.T, err error) {
+	t.Helper()
+	var fe *FieldError
+	require.ErrorAs(t, err, &fe)
+	require.ErrorIs(t, err, ErrInvalid)
+	require.NotEmpty(t, fe.Field)
+}

@@ -1,0 +1,166 @@
+package webhook_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+
+	"github.com/crmhook/webhook"
+)
+
+func ExampleRegistry() {
+	ctx := context.Background()
+	reg := webhook.NewRegistry()
+
+	// A registration as Pipeliner's API receives it.
+	var w webhook.Webhook
+	err := json.Unmarshal([]byte(`{
+		"url": "https://example.com/hooks",
+		"events": ["Opportunity.Update"],
+		"options": {"entity": {"Opportunity": {"on-field-change": ["value", "closing_date"]}}}
+	}`), &w)
+	if err != nil {
+		panic(err)
+	}
+	w.Space = "team-1" // the tenant comes from the API call, never from the body
+	hook, err := reg.Create(ctx, w)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(hook.Events, hook.Options.Entity["Opportunity"].OnFieldChange)
+
+	// A bad registration says which field is wrong and why.
+	_, err = reg.Create(ctx, webhook.Webhook{URL: "https://example.com/hooks", Events: []string{"Account.Explode"}})
+	fmt.Println(err)
+	var fe *webhook.FieldError
+	fmt.Println(errors.Is(err, webhook.ErrInvalid), errors.As(err, &fe) && fe.Field == "events[0]")
+	// Output:
+	// [Opportunity.Update] [value closing_date]
+	// webhook: invalid events[0]: "Account.Explode" is not in the event catalogue
+	// true true
+}
+
+func ExampleMatcher() {
+	ctx := context.Background()
+	reg := webhook.NewRegistry()
+	for _, w := range []webhook.Webhook{
+		{URL: "https://example.com/all-opportunities", Events: []string{"Opportunity.*"}},
+		{URL: "https://example.com/open-opportunities", Events: []string{"Opportunity.Update"},
+			Options: webhook.Options{Entity: map[string]webhook.EntityOptions{"Opportunity": {
+				Filter:   map[string]json.RawMessage{"status": json.RawMessage(`"open"`)},
+				FilterOp: map[string]string{"status": "eq"},
+			}}}},
+		{URL: "https://example.com/other-tenant", Events: []string{"*"}, Space: "team-2"},
+	} {
+		if _, err := reg.Create(ctx, w); err != nil {
+			panic(err)
+		}
+	}
+	m := webhook.NewMatcher(reg)
+	for _, status := range []string{"open", "won"} {
+		hooks, err := m.Match(webhook.Event{
+			Name: "Opportunity.Update",
+			Data: json.RawMessage(`{"id":"o1","status":"` + status + `"}`),
+		})
+		if err != nil {
+			panic(err)
+		}
+		fmt.Print(status, ":")
+		for _, h := range hooks {
+			fmt.Print(" ", h.URL)
+		}
+		fmt.Println()
+	}
+	// Output:
+	// open: https://example.com/all-opportunities https://example.com/open-opportunities
+	// won: https://example.com/all-opportunities
+}
+
+func ExampleDispatcher() {
+	ctx := context.Background()
+	reg := webhook.NewRegistry()
+	_, err := reg.Create(ctx, webhook.Webhook{
+		URL:    "https://example.com/hooks",
+		Events: []string{"Contact.Create"},
+		Options: webhook.Options{Entity: map[string]webhook.EntityOptions{
+			"Contact": {LoadOnly: []string{"id", "email1"}},
+		}},
+	})
+	if err != nil {
+		panic(err)
+	}
+	// A Recorder stands in for the network, as in a host's own tests.
+	var rec webhook.Recorder
+	d, err := webhook.NewDispatcher(reg, webhook.Config{Transport: &rec})
+	if err != nil {
+		panic(err)
+	}
+	defer d.Close(ctx)
+
+	err = d.Dispatch(ctx, webhook.Event{
+		Name: "Contact.Create",
+		Data: json.RawMessage(`{"id":"c1","email1":"ada@example.com","phone1":"+44 20 0000 0000"}`),
+		Time: time.Date(2026, 11, 26, 10, 15, 0, 0, time.UTC),
+	})
+	if err != nil {
+		panic(err)
+	}
+	if err := d.Flush(ctx); err != nil {
+		panic(err)
+	}
+	for _, req := range rec.Requests() {
+		var items []struct {
+			Event     string          `json:"event"`
+			EventTime string          `json:"event_time"`
+			Entity    json.RawMessage `json:"entity"`
+			Related   json.RawMessage `json:"related_entity"`
+		}
+		if err := json.Unmarshal(req.Body, &items); err != nil {
+			panic(err)
+		}
+		fmt.Println(req.URL, req.Header.Get("Content-Type"))
+		for _, it := range items {
+			fmt.Println(it.Event, it.EventTime, string(it.Entity), string(it.Related))
+		}
+	}
+	// Output:
+	// https://example.com/hooks application/json
+	// Contact.Create 2026-11-26T10:15:00.000000Z {"id":"c1","email1":"ada@example.com"} null
+}
+
+func ExampleVerifySignature() {
+	const secret = "01234567-abcd-dcba-ffff-000000000000" // the registration's signature
+
+	// A receiver checks the signature on the body as received, before
+	// decoding it.
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, "unreadable body", http.StatusBadRequest)
+			return
+		}
+		if err := webhook.VerifySignature(secret, body, r.Header.Get(webhook.HeaderSignature)); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+
+	body := `[{"event":"Account.Create","entity":{"id":"a1"}}]`
+	for _, sig := range []string{webhook.Sign(secret, []byte(body)), "forged"} {
+		req := httptest.NewRequest(http.MethodPost, "/hooks", strings.NewReader(body))
+		req.Header.Set(webhook.HeaderSignature, sig)
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+		fmt.Println(rec.Code)
+	}
+	// Output:
+	// 204
+	// 401
+}
