@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -87,6 +88,7 @@ type value struct {
 	text  string     // the string, or the JSON text of a number or boolean
 	num   number
 	isNum bool // a number, or a string that holds one
+	fold  []byte // text case-folded, for icontains
 }
 
 func compileEntity(field string, o EntityOptions) (*entityRules, error) {
@@ -139,7 +141,11 @@ func compileCondition(field, p string, raw json.RawMessage, opName string) (cond
 			err = invalid(ff, "want a value or a list of values, got %s", shorten([]byte(elem.Raw)))
 			return false
 		}
-		c.values = append(c.values, newValue(elem))
+		x := newValue(elem)
+		if c.op == opIContains {
+			x.fold = appendFold(nil, x.text)
+		}
+		c.values = append(c.values, x)
 		return true
 	})
 	switch {
@@ -274,7 +280,7 @@ func (c *condition) test(v gjson.Result) bool {
 			}
 		default:
 			s, ok := text(v)
-			if ok && x.typ != gjson.Null && matchText(c.op, s, x.text) {
+			if ok && x.typ != gjson.Null && matchText(c.op, s, x) {
 				return true
 			}
 		}
@@ -282,30 +288,23 @@ func (c *condition) test(v gjson.Result) bool {
 	return false
 }
 
-func matchText(o op, s, sub string) bool {
+func matchText(o op, s string, x *value) bool {
 	switch o {
 	case opContains:
-		return strings.Contains(s, sub)
+		return strings.Contains(s, x.text)
 	case opStarts:
-		return strings.HasPrefix(s, sub)
+		return strings.HasPrefix(s, x.text)
 	case opEnds:
-		return strings.HasSuffix(s, sub)
+		return strings.HasSuffix(s, x.text)
 	case opIContains:
-		for i := 0; i <= len(s); {
-			if hasPrefixFold(s[i:], sub) {
-				return true
-			}
-			if i == len(s) {
-				break
-			}
-			_, size := utf8.DecodeRuneInString(s[i:])
-			i += size
-		}
-		return false
+		// Folding both sides once keeps the search linear: a rune-by-rune
+		// search would cost len(s) * len(x.text) per event.
+		var buf [256]byte
+		return bytes.Contains(appendFold(buf[:0], s), x.fold)
 	case opIStarts:
-		return hasPrefixFold(s, sub)
+		return hasPrefixFold(s, x.text)
 	case opIEnds:
-		return hasSuffixFold(s, sub)
+		return hasSuffixFold(s, x.text)
 	}
 	return false
 }
@@ -390,9 +389,12 @@ func compare(v gjson.Result, x *value) (int, bool) {
 	return 0, false
 }
 
-// number is a JSON number, exact when it is an integer that fits int64, so
-// that large ids compare exactly.
+// number is a JSON number. Integers that fit int64 compare exactly as
+// integers; the rest compare as float64 and, where two round to the same
+// float64, as decimals, so that 9007199254740993 stays above
+// 9007199254740992.0.
 type number struct {
+	text  string
 	f     float64
 	i     int64
 	isInt bool
@@ -405,30 +407,95 @@ func parseNumber(s string) (number, bool) {
 		return number{}, false
 	}
 	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return number{f: float64(i), i: i, isInt: true}, true
+		return number{text: s, f: float64(i), i: i, isInt: true}, true
 	}
 	// Beyond float64's range ParseFloat gives ±Inf, which still orders.
 	f, _ := strconv.ParseFloat(s, 64)
-	return number{f: f}, true
+	return number{text: s, f: f}, true
 }
 
 func (a number) cmp(b number) int {
 	if a.isInt && b.isInt {
-		switch {
-		case a.i < b.i:
-			return -1
-		case a.i > b.i:
-			return 1
-		}
-		return 0
+		return cmpOrdered(a.i, b.i)
 	}
+	// Rounding to float64 never reverses an order, so only ties need the
+	// exact comparison.
+	if c := cmpOrdered(a.f, b.f); c != 0 {
+		return c
+	}
+	return cmpDecimal(a.text, b.text)
+}
+
+func cmpOrdered[T int64 | float64](a, b T) int {
 	switch {
-	case a.f < b.f:
+	case a < b:
 		return -1
-	case a.f > b.f:
+	case a > b:
 		return 1
 	}
 	return 0
+}
+
+// cmpDecimal compares two JSON numbers exactly, without allocating, as
+// sign, then decimal exponent, then digits.
+func cmpDecimal(a, b string) int {
+	negA, digA, expA := decimal(a)
+	negB, digB, expB := decimal(b)
+	switch {
+	case digA == "" && digB == "":
+		return 0
+	case negA != negB || digA == "" || digB == "":
+		// Different signs, or one is zero: the sign of a-b is plain.
+		sa, sb := sign(negA, digA), sign(negB, digB)
+		return cmpOrdered(int64(sa), int64(sb))
+	}
+	c := cmpOrdered(expA, expB)
+	if c == 0 {
+		c = strings.Compare(digA, digB) // trailing zeros are stripped, so a prefix is smaller
+	}
+	if negA {
+		return -c
+	}
+	return c
+}
+
+func sign(neg bool, digits string) int {
+	switch {
+	case digits == "":
+		return 0
+	case neg:
+		return -1
+	}
+	return 1
+}
+
+// decimal splits a JSON number into its sign, its significant digits
+// (s, "" for zero) and the exponent e of its value, 0.s × 10^e. Only a
+// number with both an integer part and a fraction costs a new string, and
+// only on a float64 tie.
+func decimal(n string) (neg bool, digits string, exp float64) {
+	if n != "" && n[0] == '-' {
+		neg, n = true, n[1:]
+	}
+	mant, e10 := n, 0.0
+	if i := strings.IndexAny(n, "eE"); i >= 0 {
+		mant = n[:i]
+		e, _ := strconv.ParseFloat(n[i+1:], 64) // huge exponents stay ordered as floats
+		e10 = e
+	}
+	intPart, frac, _ := strings.Cut(mant, ".")
+	intPart = strings.TrimLeft(intPart, "0")
+	if intPart == "" {
+		// 0.000123: the digits start after the fraction's leading zeros.
+		trimmed := strings.TrimLeft(frac, "0")
+		exp = e10 - float64(len(frac)-len(trimmed))
+		return neg, strings.TrimRight(trimmed, "0"), exp
+	}
+	exp = e10 + float64(len(intPart))
+	if frac == "" {
+		return neg, strings.TrimRight(intPart, "0"), exp
+	}
+	return neg, strings.TrimRight(intPart+frac, "0"), exp
 }
 
 func isJSONNumber(s string) bool {
@@ -500,6 +567,28 @@ func hasSuffixFold(s, suffix string) bool {
 	return true
 }
 
+// appendFold appends s with every rune replaced by the smallest rune of
+// its simple-folding orbit, so that two strings are equal under
+// strings.EqualFold exactly when their folds are equal.
+func appendFold(dst []byte, s string) []byte {
+	for _, r := range s {
+		switch {
+		case r < utf8.RuneSelf:
+			if 'a' <= r && r <= 'z' {
+				r -= 'a' - 'A'
+			}
+		default:
+			least := r
+			for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+				least = min(least, f)
+			}
+			r = least
+		}
+		dst = utf8.AppendRune(dst, r)
+	}
+	return dst
+}
+
 func equalFoldRune(a, b rune) bool {
 	if a == b {
 		return true
@@ -538,6 +627,10 @@ func jsonEqual(a, b gjson.Result) bool {
 	switch {
 	case a.Type != b.Type || a.Exists() != b.Exists():
 		return false
+	case a.Raw == b.Raw:
+		// Also the only answer for objects that repeat a key, which the
+		// lookup below cannot pair up.
+		return true
 	case a.Type == gjson.Number:
 		x, _ := parseNumber(a.Raw)
 		y, _ := parseNumber(b.Raw)
