@@ -87,7 +87,7 @@ type value struct {
 	typ   gjson.Type // Null, False, True, Number or String
 	text  string     // the string, or the JSON text of a number or boolean
 	num   number
-	isNum bool // a number, or a string that holds one
+	isNum bool   // a number, or a string that holds one
 	fold  []byte // text case-folded, for icontains
 }
 
