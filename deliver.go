@@ -152,11 +152,10 @@ func (d *Dispatcher) Dispatch(ctx context.Context, events ...Event) error {
 	for i, e := range events {
 		// The deliveries outlive the call: copy the records, so that the
 		// caller may reuse its buffers.
-		ev, err := d.reg.newEvent(i, e, bytesCopy)
-		if err != nil {
+		evs[i] = new(event)
+		if err := d.reg.parseEvent(evs[i], i, e, bytesCopy); err != nil {
 			return err
 		}
-		evs[i] = ev
 	}
 	now := d.clock.Now()
 	type group struct {

@@ -32,11 +32,11 @@ func NewMatcher(r *Registry) *Matcher { return &Matcher{r: r} }
 func (m *Matcher) Match(e Event) ([]*Webhook, error) {
 	// Match does not keep the record, so it reads the caller's bytes in
 	// place instead of copying them.
-	ev, err := m.r.newEvent(0, e, bytesView)
-	if err != nil {
+	var ev event
+	if err := m.r.parseEvent(&ev, 0, e, bytesView); err != nil {
 		return nil, err
 	}
-	regs := m.match(ev, nil)
+	regs := m.match(&ev, nil)
 	if len(regs) == 0 {
 		return nil, nil
 	}
@@ -99,34 +99,34 @@ type event struct {
 	related        gjson.Result
 }
 
-// newEvent checks e and parses it; text turns the record's bytes into the
-// string gjson reads.
-func (r *Registry) newEvent(i int, e Event, text func([]byte) string) (*event, error) {
-	ev := &event{Event: e, index: i}
+// parseEvent checks e and parses it into ev; text turns the record's bytes
+// into the string gjson reads.
+func (r *Registry) parseEvent(ev *event, i int, e Event, text func([]byte) string) error {
+	*ev = event{Event: e, index: i}
 	ev.entity, ev.action, _ = strings.Cut(e.Name, ".")
 	if strings.Contains(e.Name, "*") || !r.known(e.Name) {
-		return nil, ev.invalid("name", "not an event of the catalogue")
+		return ev.invalid("name", "not an event of the catalogue")
 	}
 	ev.optionsKey = ev.entity
 	if ev.entity == customEntity {
 		if e.CustomEntity == "" {
-			return nil, ev.invalid("custom_entity", "a CustomEntity event needs the API name of its custom entity")
+			return ev.invalid("custom_entity", "a CustomEntity event needs the API name of its custom entity")
 		}
 		ev.optionsKey = e.CustomEntity
 	}
 	var err error
 	if ev.data, err = ev.parse("data", e.Data, text, false); err != nil {
-		return nil, err
+		return err
 	}
 	if ev.previous, err = ev.parse("previous", e.Previous, text, true); err != nil {
-		return nil, err
+		return err
 	}
 	if ev.related, err = ev.parse("related", e.Related, text, true); err != nil {
-		return nil, err
+		return err
 	}
 	// Parsed above; the caller's buffers are not kept.
 	ev.Data, ev.Previous, ev.Related = nil, nil, nil
-	return ev, nil
+	return nil
 }
 
 // parse checks that b is a JSON object (or, when optional, nothing or null).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -90,8 +91,9 @@ func (n *node) child(key string) *node {
 // host, then cut down by load-only.
 func (p *projection) apply(ctx context.Context, exp Expander, space, entity string, rec gjson.Result, dst []byte) ([]byte, error) {
 	if len(p.expand) > 0 && exp != nil {
+		// Paths is a copy: the registration's own must not change under it.
 		out, err := exp.Expand(ctx, ExpandRequest{Space: space, Entity: entity,
-			Record: json.RawMessage(rec.Raw), Paths: p.expand})
+			Record: json.RawMessage(rec.Raw), Paths: slices.Clone(p.expand)})
 		if err != nil {
 			return dst, fmt.Errorf("expand %s %v: %w", entity, p.expand, err)
 		}
