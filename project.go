@@ -116,21 +116,10 @@ func (n *node) appendObject(dst []byte, obj gjson.Result) (out []byte, ok bool) 
 	start := len(dst)
 	dst = append(dst, '{')
 	obj.ForEach(func(k, v gjson.Result) bool {
-		c := n.child(k.Str)
-		if c == nil {
-			return true
-		}
-		mark := len(dst)
-		if ok {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, k.Raw...)
-		dst = append(dst, ':')
-		var kept bool
-		if dst, kept = c.appendValue(dst, v); kept {
-			ok = true
-		} else {
-			dst = dst[:mark]
+		if c := n.child(k.Str); c != nil {
+			var kept bool
+			dst, kept = c.appendMember(dst, ok, k.Raw, v)
+			ok = ok || kept
 		}
 		return true
 	})
@@ -141,7 +130,7 @@ func (n *node) appendObject(dst []byte, obj gjson.Result) (out []byte, ok bool) 
 }
 
 // appendValue applies n to one value: through an array it applies to each
-// element, and elements left empty are left out.
+// element, and elements left empty (or not objects) are left out.
 func (n *node) appendValue(dst []byte, v gjson.Result) (out []byte, ok bool) {
 	switch {
 	case n.whole:
@@ -154,18 +143,10 @@ func (n *node) appendValue(dst []byte, v gjson.Result) (out []byte, ok bool) {
 	start := len(dst)
 	dst = append(dst, '[')
 	v.ForEach(func(_, elem gjson.Result) bool {
-		if !elem.IsObject() {
-			return true
-		}
-		mark := len(dst)
-		if ok {
-			dst = append(dst, ',')
-		}
-		var kept bool
-		if dst, kept = n.appendObject(dst, elem); kept {
-			ok = true
-		} else {
-			dst = dst[:mark]
+		if elem.IsObject() {
+			var kept bool
+			dst, kept = n.appendMember(dst, ok, "", elem)
+			ok = ok || kept
 		}
 		return true
 	})
@@ -173,4 +154,23 @@ func (n *node) appendValue(dst []byte, v gjson.Result) (out []byte, ok bool) {
 		return dst[:start], false
 	}
 	return append(dst, ']'), true
+}
+
+// appendMember appends one member of an object (key is its raw JSON key)
+// or of an array (key is ""), after a comma when sep; when n keeps
+// nothing of v it appends nothing at all.
+func (n *node) appendMember(dst []byte, sep bool, key string, v gjson.Result) ([]byte, bool) {
+	mark := len(dst)
+	if sep {
+		dst = append(dst, ',')
+	}
+	if key != "" {
+		dst = append(dst, key...)
+		dst = append(dst, ':')
+	}
+	dst, kept := n.appendValue(dst, v)
+	if !kept {
+		return dst[:mark], false
+	}
+	return dst, true
 }
