@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/require"
 )
 
@@ -212,4 +214,61 @@ func matchURLs(t testing.TB, m *Matcher, e Event) []string {
 		urls = append(urls, h.URL)
 	}
 	return urls
+}
+
+// failures collects what Config.OnFailure reports.
+type failures struct {
+	mu   sync.Mutex
+	errs []*DeliveryError
+}
+
+func (f *failures) add(e *DeliveryError) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.errs = append(f.errs, e)
+}
+
+func (f *failures) list() []*DeliveryError {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*DeliveryError(nil), f.errs...)
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestDispatchDeliversSignedPayloadToReceiver(t *testing.T) {
+	rcv := newReceiver(t)
+	clock := newFakeClock()
+	r := NewRegistry()
+	hook := mustCreate(t, r, Webhook{Space: "team-1", URL: rcv.URL + "/hooks/crm?tenant=1", Events: []string{"Account.Create"},
+		Signature: testSignature})
+	d := newTestDispatcher(t, r, Config{Clock: clock})
+
+	data := `{"id": "a1", "name": "Acme \u00e9", "value": 1.50}`
+	dispatch(t, d, Event{Space: "team-1", Name: "Account.Create", Data: json.RawMessage(data)})
+
+	req := rcv.next(t)
+	require.Equal(t, http.MethodPost, req.Method)
+	require.Equal(t, "/hooks/crm", req.Path)
+	require.Equal(t, "application/json", req.Header.Get("Content-Type"))
+	require.NoError(t, VerifySignature(testSignature, req.Body, req.Header.Get(HeaderSignature)))
+	require.Equal(t, Sign(testSignature, req.Body), req.Header.Get("WebHook-Signature"), "lowercase hex")
+
+	items := decodeItems(t, req.Body)
+	require.Len(t, items, 1)
+	// The registration, as the API shows it, but never its signature.
+	public := hook
+	public.Signature = ""
+	wantHook, err := json.Marshal(public)
+	require.NoError(t, err)
+	require.JSONEq(t, string(wantHook), string(items[0].Webhook))
+	require.NotContains(t, string(req.Body), testSignature)
+	want := item{Webhook: items[0].Webhook, Event: "Account.Create", EventTime: "2026-11-26T10:15:00.123456Z",
+		TeamSpaceID: "team-1", Entity: json.RawMessage(data), RelatedEntity: json.RawMessage("null")}
+	if d := cmp.Diff(want, items[0]); d != "" {
+		t.Fatalf("item (-want +got):\n%s", d)
+	}
+	// The record's bytes are sent as the host gave them.
+	require.Contains(t, string(req.Body), `"entity":`+data)
+	require.Empty(t, rcv.drain())
 }

@@ -4,14 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
@@ -19,11 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/gjson"
 )
-
-// The tests of project.go: load-only, expand and related_entity as a
-// receiver sees them, the whole item of reference.md's "What is POSTed",
-// and the documented options example. Names are prefixed proj so that they
-// never clash with the helpers of the other test files.
 
 // projContact is testdata/contact.json, a Pipeliner Contact with nested
 // objects and an array of objects (task_relations).
@@ -504,24 +496,6 @@ func TestProjectExpandForEveryRegistration(t *testing.T) {
 	require.Len(t, exp.requests(), 2*n, "one expansion per item of every registration")
 }
 
-// projFailures collects what Config.OnFailure receives, from any goroutine.
-type projFailures struct {
-	mu   sync.Mutex
-	errs []error
-}
-
-func (f *projFailures) add(e *DeliveryError) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.errs = append(f.errs, e)
-}
-
-func (f *projFailures) all() []error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.errs)
-}
-
 var errProjCRMDown = errors.New("crm database unavailable")
 
 func TestProjectExpandFailureIsAFailedDelivery(t *testing.T) {
@@ -582,9 +556,9 @@ func TestProjectExpandFailureIsAFailedDelivery(t *testing.T) {
 				Entity:        map[string]EntityOptions{"Contact": {Expand: []string{"primary_account"}}},
 				RelatedEntity: &EntityOptions{Expand: []string{"contact"}},
 			}})
-			var failures projFailures
-			d := newTestDispatcher(t, r, Config{Expander: &projExpander{answer: tt.answer}, OnFailure: failures.add,
-				Logger: slog.New(slog.DiscardHandler)})
+			var failed failures
+			d := newTestDispatcher(t, r, Config{Expander: &projExpander{answer: tt.answer}, OnFailure: failed.add,
+				Logger: quietLogger()})
 			events := []Event{
 				{ID: "ev-1", Name: "Contact.Update", Data: json.RawMessage(`{"id":"c1"}`)},
 				{ID: "ev-2", Name: "Contact.Update", Data: json.RawMessage(`{"id":"c2"}`)},
@@ -596,7 +570,7 @@ func TestProjectExpandFailureIsAFailedDelivery(t *testing.T) {
 			dispatch(t, d, events...)
 
 			require.Empty(t, rcv.drain(), "a chunk whose expansion failed must not be sent")
-			errs := failures.all()
+			errs := failed.list()
 			require.Len(t, errs, 1)
 			var de *DeliveryError
 			require.True(t, errors.As(errs[0], &de), "OnFailure got %T", errs[0])
@@ -625,8 +599,8 @@ func TestProjectExpandFailureLosesOnlyItsChunk(t *testing.T) {
 		}
 		return projAddFields(map[string]string{"Contact": `{"owner":{"id":"u1"}}`})(req)
 	}}
-	var failures projFailures
-	d := newTestDispatcher(t, r, Config{Expander: exp, OnFailure: failures.add, Logger: slog.New(slog.DiscardHandler)})
+	var failed failures
+	d := newTestDispatcher(t, r, Config{Expander: exp, OnFailure: failed.add, Logger: quietLogger()})
 	dispatch(t, d,
 		Event{ID: "ev-good-1", Name: "Contact.Update", Data: json.RawMessage(`{"id":"good-1"}`)},
 		Event{ID: "ev-bad", Name: "Contact.Update", Data: json.RawMessage(`{"id":"bad"}`)},
@@ -643,7 +617,7 @@ func TestProjectExpandFailureLosesOnlyItsChunk(t *testing.T) {
 	for i := range want {
 		require.JSONEq(t, want[i], got[i])
 	}
-	errs := failures.all()
+	errs := failed.list()
 	require.Len(t, errs, 1)
 	var de *DeliveryError
 	require.ErrorAs(t, errs[0], &de)
@@ -803,218 +777,6 @@ func TestProjectOptionsRefusedAtRegistration(t *testing.T) {
 			require.Empty(t, hooks, "a refused registration must not be stored")
 		})
 	}
-}
-
-func TestProjectPayloadItem(t *testing.T) {
-	clock := newFakeClock()
-	created := time.Date(2026, 11, 20, 8, 30, 5, 0, time.UTC)
-	cet := time.FixedZone("CET", 3600)
-	tests := []struct {
-		name      string
-		space     string
-		signature string
-		events    []Event
-		want      func(hook string) string // the body, given the registration's JSON
-	}{
-		{
-			name:      "the item has every field of reference.md and the webhook has no signature",
-			space:     "space-7",
-			signature: "01234567-abcd-dcba-ffff-000000000000",
-			events: []Event{{Space: "space-7", Name: "Contact.Update", Data: json.RawMessage(`{"id":"c1","email1":"a@x.com"}`),
-				Related: json.RawMessage(`{"id":"d1"}`), RelatedEntity: "CloudObject"}},
-			want: func(hook string) string {
-				return `[{"webhook":` + hook + `,"event":"Contact.Update","event_time":"2026-11-26T10:15:00.123456Z",` +
-					`"team_space_id":"space-7","entity":{"id":"c1"},"related_entity":{"id":"d1"}}]`
-			},
-		},
-		{
-			name:   "an event in the default space has an empty team_space_id and a null related_entity",
-			events: []Event{{Name: "Contact.Create", Data: json.RawMessage(`{"id":"c1"}`)}},
-			want: func(hook string) string {
-				return `[{"webhook":` + hook + `,"event":"Contact.Create","event_time":"2026-11-26T10:15:00.123456Z",` +
-					`"team_space_id":"","entity":{"id":"c1"},"related_entity":null}]`
-			},
-		},
-		{
-			name:  "an explicit event time is kept, written in UTC with microseconds",
-			space: "space-7",
-			events: []Event{
-				{Space: "space-7", Name: "Contact.Update", Data: json.RawMessage(`{"id":"c1"}`),
-					Time: time.Date(2026, 1, 2, 3, 4, 5, 678901234, cet)},
-				{Space: "space-7", Name: "Contact.Delete", Data: json.RawMessage(`{"id":"c2"}`),
-					Time: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)},
-				{Space: "space-7", Name: "Contact.OwnerChanged", Data: json.RawMessage(`{"id":"c3"}`)},
-			},
-			want: func(hook string) string {
-				return `[` +
-					`{"webhook":` + hook + `,"event":"Contact.Update","event_time":"2026-01-02T02:04:05.678901Z",` +
-					`"team_space_id":"space-7","entity":{"id":"c1"},"related_entity":null},` +
-					`{"webhook":` + hook + `,"event":"Contact.Delete","event_time":"2026-07-01T00:00:00.000000Z",` +
-					`"team_space_id":"space-7","entity":{"id":"c2"},"related_entity":null},` +
-					`{"webhook":` + hook + `,"event":"Contact.OwnerChanged","event_time":"2026-11-26T10:15:00.123456Z",` +
-					`"team_space_id":"space-7","entity":{"id":"c3"},"related_entity":null}]`
-			},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			rcv := newReceiver(t)
-			r := NewRegistry()
-			r.Now = func() time.Time { return created }
-			opts := Options{Entity: map[string]EntityOptions{"Contact": {LoadOnly: []string{"id"}}}, SkipKeys: []string{"gmail_sync"}}
-			hook := mustCreate(t, r, Webhook{Space: tt.space, URL: rcv.URL, Events: []string{"Contact.*"},
-				Options: opts, Signature: tt.signature})
-			d := newTestDispatcher(t, r, Config{Clock: clock})
-			dispatch(t, d, tt.events...)
-			req := rcv.next(t)
-
-			// The registration as reference.md lists it: id, url, events,
-			// options, insecure_ssl, created, modified; never signature.
-			hookJSON := `{"id":"` + hook.ID + `","url":"` + rcv.URL + `","events":["Contact.*"],` +
-				`"options":{"entity":{"Contact":{"load-only":["id"]}},"skip_keys":["gmail_sync"]},` +
-				`"insecure_ssl":false,"created":"2026-11-20T08:30:05","modified":"2026-11-20T08:30:05"}`
-			var want, got any
-			require.NoError(t, json.Unmarshal([]byte(tt.want(hookJSON)), &want))
-			require.NoError(t, json.Unmarshal(req.Body, &got), "body: %s", req.Body)
-			if d := cmp.Diff(want, got); d != "" {
-				t.Fatalf("body (-want +got):\n%s", d)
-			}
-			require.NotContains(t, string(req.Body), "signature")
-			if tt.signature != "" {
-				require.NoError(t, VerifySignature(tt.signature, req.Body, req.Header.Get(HeaderSignature)),
-					"the request is still signed")
-			}
-			for _, it := range decodeItems(t, req.Body) {
-				ts, err := time.Parse(time.RFC3339Nano, it.EventTime)
-				require.NoError(t, err, "event_time %q is not RFC 3339", it.EventTime)
-				require.Equal(t, time.UTC, ts.Location(), "event_time %q is not in UTC", it.EventTime)
-			}
-		})
-	}
-}
-
-// projDocOptions is the "Example of Option parameters" of
-// webhooks-doc.txt, verbatim, comments and all.
-const projDocOptions = `{ "entity": { "Contact": { "expand": [ "primary_account", "primary_contact", "task_relations.task" ], "load-only": [ "id", "primary_account", "primary_contact.first_name", "task_relations.task" ], "filter": { "email1": ["test@example.com", "test@example.net"], "email2": "test@example.com" }, "filter-op": {"email1": "eq"}, # optional, default operator is eq "on-field-change": ["email1"] }, "Account": { "filter": { "owner_id": ["9900cce6-bcd6-412a-bcd1-1904556c949a"] } } }, "related_entity": {"expand": ["contact"], "load-only": ["id", "contact"]}, "skip_keys": ["gmail_sync", "custom_integration"], "chunk_size": 100, // defines the size of the chunk, default is 100, max is 100. "chunk_delay": 300 // each chunk will be delayed by N * chunk_delay seconds, where N is index of chunk, default is 0. }`
-
-// projStripComments removes the example's "# ..." and "// ..." comments,
-// which run up to the next key or brace since the example is one line.
-func projStripComments(s string) string {
-	return regexp.MustCompile(`(#|//)[^"{}]*`).ReplaceAllString(s, "")
-}
-
-func TestProjectDocumentedOptions(t *testing.T) {
-	docJSON := projStripComments(projDocOptions)
-	require.True(t, json.Valid([]byte(docJSON)), "without its comments the example is not JSON: %s", docJSON)
-	var opts Options
-	require.NoError(t, json.Unmarshal([]byte(docJSON), &opts))
-
-	t.Run("it unmarshals into Options", func(t *testing.T) {
-		want := Options{
-			Entity: map[string]EntityOptions{
-				"Contact": {
-					Expand:   []string{"primary_account", "primary_contact", "task_relations.task"},
-					LoadOnly: []string{"id", "primary_account", "primary_contact.first_name", "task_relations.task"},
-					Filter: map[string]json.RawMessage{
-						"email1": json.RawMessage(`["test@example.com","test@example.net"]`),
-						"email2": json.RawMessage(`"test@example.com"`),
-					},
-					FilterOp:      map[string]string{"email1": "eq"},
-					OnFieldChange: []string{"email1"},
-				},
-				"Account": {Filter: map[string]json.RawMessage{
-					"owner_id": json.RawMessage(`["9900cce6-bcd6-412a-bcd1-1904556c949a"]`),
-				}},
-			},
-			RelatedEntity: &EntityOptions{Expand: []string{"contact"}, LoadOnly: []string{"id", "contact"}},
-			SkipKeys:      []string{"gmail_sync", "custom_integration"},
-			ChunkSize:     100,
-			ChunkDelay:    300,
-		}
-		if d := cmp.Diff(want, opts, projJSON); d != "" {
-			t.Fatalf("Options (-want +got):\n%s", d)
-		}
-	})
-
-	t.Run("a registration with it is accepted and marshals back to the same JSON", func(t *testing.T) {
-		hook := mustCreate(t, NewRegistry(), Webhook{URL: "https://example.com/hooks",
-			Events: []string{"Contact.*", "Account.*"}, Options: opts})
-		got, err := json.Marshal(hook.Options)
-		require.NoError(t, err)
-		require.JSONEq(t, docJSON, string(got))
-		whole, err := json.Marshal(hook)
-		require.NoError(t, err)
-		require.JSONEq(t, docJSON, gjson.GetBytes(whole, "options").Raw)
-	})
-
-	t.Run("a Contact update that passes its filter arrives expanded and cut down", func(t *testing.T) {
-		var before map[string]any
-		require.NoError(t, json.Unmarshal(projContact(t), &before))
-		before["email1"], before["email2"] = "old@example.com", "test@example.com"
-		after := map[string]any{}
-		for k, v := range before {
-			after[k] = v
-		}
-		after["email1"] = "test@example.net"
-		prev, err := json.Marshal(before)
-		require.NoError(t, err)
-		data, err := json.Marshal(after)
-		require.NoError(t, err)
-
-		// The host's Expander loads what the fixture lacks: the first
-		// task relation's task is already there, the third's is not.
-		exp := &projExpander{answer: func(req ExpandRequest) (json.RawMessage, error) {
-			switch req.Entity {
-			case "Contact":
-				var rec map[string]any
-				if err := json.Unmarshal(req.Record, &rec); err != nil {
-					return nil, err
-				}
-				rels, _ := rec["task_relations"].([]any)
-				if len(rels) != 3 {
-					return nil, errors.New("the fixture has changed")
-				}
-				if rel, ok := rels[2].(map[string]any); ok {
-					rel["task"] = map[string]any{"id": "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d", "subject": "Visit"}
-				}
-				return json.Marshal(rec)
-			case "CloudObject":
-				return json.RawMessage(`{"id":"d1","name":"offer.pdf","contact":{"id":"c1"}}`), nil
-			}
-			return nil, errors.New("unexpected entity " + req.Entity)
-		}}
-		items := projSend(t, opts, Config{Expander: exp},
-			Event{ID: "ev-1", Name: "Contact.Update", Data: data, Previous: prev},
-			Event{ID: "ev-2", Name: "Contact.DocumentLinked", Data: data,
-				Related: json.RawMessage(`{"id":"d1","name":"offer.pdf"}`), RelatedEntity: "CloudObject"})
-
-		var wantEntity map[string]any
-		require.NoError(t, json.Unmarshal([]byte(projContactCut), &wantEntity))
-		wantEntity["task_relations"] = append(wantEntity["task_relations"].([]any),
-			map[string]any{"task": map[string]any{"id": "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d", "subject": "Visit"}})
-		for i, it := range items {
-			var got map[string]any
-			require.NoError(t, json.Unmarshal(it.Entity, &got))
-			if d := cmp.Diff(wantEntity, got); d != "" {
-				t.Fatalf("item %d entity (-want +got):\n%s", i, d)
-			}
-		}
-		require.JSONEq(t, `null`, string(items[0].RelatedEntity))
-		require.JSONEq(t, `{"id":"d1","contact":{"id":"c1"}}`, string(items[1].RelatedEntity))
-
-		var paths [][]string
-		for _, req := range exp.requests() {
-			paths = append(paths, req.Paths)
-		}
-		want := [][]string{
-			{"primary_account", "primary_contact", "task_relations.task"},
-			{"primary_account", "primary_contact", "task_relations.task"},
-			{"contact"},
-		}
-		if d := cmp.Diff(want, paths); d != "" {
-			t.Fatalf("expand paths (-want +got):\n%s", d)
-		}
-	})
 }
 
 // projTopKeys returns the names of an object's fields, unescaped.
