@@ -107,7 +107,8 @@ func (r *Registry) Create(ctx context.Context, w Webhook) (Webhook, error) {
 	if w.Modified.IsZero() {
 		w.Modified = w.Created
 	}
-	w.Created, w.Modified = w.Created.UTC(), w.Modified.UTC()
+	// Pipeliner's times have whole seconds: what is stored is what JSON gives back.
+	w.Created, w.Modified = w.Created.UTC().Truncate(time.Second), w.Modified.UTC().Truncate(time.Second)
 	reg, err := r.compile(w)
 	if err != nil {
 		return Webhook{}, err

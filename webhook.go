@@ -28,6 +28,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -193,7 +196,7 @@ func (w Webhook) MarshalJSON() ([]byte, error) {
 func (w *Webhook) UnmarshalJSON(b []byte) error {
 	var j webhookJSON
 	if err := json.Unmarshal(b, &j); err != nil {
-		return jsonFieldError("", err)
+		return jsonFieldError(err)
 	}
 	var opts Options
 	if len(j.Options) > 0 {
@@ -229,51 +232,25 @@ func parseTime(field, s string) (time.Time, error) {
 	return t.UTC(), nil
 }
 
-// jsonFieldError turns encoding/json's type errors into a *FieldError that
-// names the field under prefix.
-func jsonFieldError(prefix string, err error) error {
+// jsonFieldError turns encoding/json's type errors into a *FieldError.
+func jsonFieldError(err error) error {
 	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return invalid(joinField(prefix, te.Field), "want %s, got %s", jsonKind(te.Type.Kind().String()), te.Value)
+	if !errors.As(err, &te) {
+		return err
 	}
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return invalid(fieldOr(prefix, "body"), "not JSON: %v", err)
-	}
-	return err
-}
-
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string":
-		return "a string"
-	case "bool":
-		return "a boolean"
-	case "slice":
-		return "a list"
-	case "map", "struct":
-		return "an object"
-	case "int", "int64", "float64":
-		return "a number"
-	}
-	return goKind
-}
-
-func joinField(prefix, field string) string {
-	switch {
-	case prefix == "":
-		return field
-	case field == "":
-		return prefix
-	}
-	return prefix + "." + field
-}
-
-func fieldOr(field, alt string) string {
+	field, want := te.Field, "an object"
 	if field == "" {
-		return alt
+		field = "webhook"
 	}
-	return field
+	switch te.Type.Kind() {
+	case reflect.String:
+		want = "a string"
+	case reflect.Bool:
+		want = "a boolean"
+	case reflect.Slice:
+		want = "a list"
+	}
+	return invalid(field, "want %s, got %s", want, te.Value)
 }
 
 // UnmarshalJSON reads the documented options object. Keys it does not know
@@ -462,7 +439,7 @@ func sortedKeys[V any](m map[string]V) []string {
 // clone returns a deep copy, so that a stored registration never shares
 // memory with its caller.
 func (w Webhook) clone() Webhook {
-	w.Events = cloneStrings(w.Events)
+	w.Events = slices.Clone(w.Events)
 	o := &w.Options
 	if o.Entity != nil {
 		ents := make(map[string]EntityOptions, len(o.Entity))
@@ -475,15 +452,16 @@ func (w Webhook) clone() Webhook {
 		re := o.RelatedEntity.clone()
 		o.RelatedEntity = &re
 	}
-	o.SkipKeys = cloneStrings(o.SkipKeys)
-	o.CustomEntityAPIName = cloneStrings(o.CustomEntityAPIName)
+	o.SkipKeys = slices.Clone(o.SkipKeys)
+	o.CustomEntityAPIName = slices.Clone(o.CustomEntityAPIName)
 	return w
 }
 
 func (e EntityOptions) clone() EntityOptions {
-	e.Expand = cloneStrings(e.Expand)
-	e.LoadOnly = cloneStrings(e.LoadOnly)
-	e.OnFieldChange = cloneStrings(e.OnFieldChange)
+	e.Expand = slices.Clone(e.Expand)
+	e.LoadOnly = slices.Clone(e.LoadOnly)
+	e.OnFieldChange = slices.Clone(e.OnFieldChange)
+	e.FilterOp = maps.Clone(e.FilterOp)
 	if e.Filter != nil {
 		f := make(map[string]json.RawMessage, len(e.Filter))
 		for k, v := range e.Filter {
@@ -491,19 +469,5 @@ func (e EntityOptions) clone() EntityOptions {
 		}
 		e.Filter = f
 	}
-	if e.FilterOp != nil {
-		f := make(map[string]string, len(e.FilterOp))
-		for k, v := range e.FilterOp {
-			f[k] = v
-		}
-		e.FilterOp = f
-	}
 	return e
-}
-
-func cloneStrings(s []string) []string {
-	if s == nil {
-		return nil
-	}
-	return append([]string(nil), s...)
 }

@@ -17,6 +17,7 @@ func TestWebhookUnmarshalRejectsWrongJSONTypes(t *testing.T) {
 	tests := []struct {
 		name, json, field string
 	}{
+		{"a body that is a list", `[]`, "webhook"},
 		{"a url that is a number", `{"url": 5, "events": ["*"]}`, "url"},
 		{"events that is a string", `{"url": "https://x.example", "events": "Account.Create"}`, "events"},
 		{"insecure_ssl that is a string", `{"url": "https://x.example", "events": ["*"], "insecure_ssl": "yes"}`, "insecure_ssl"},
