@@ -104,11 +104,11 @@ type call struct {
 }
 
 // queue holds the ready chunks of one registration, sent in order by one
-// pump goroutine that exits when the queue is empty.
+// pump goroutine; the queue is in Dispatcher.queues exactly while its pump
+// runs.
 type queue struct {
-	id      string
-	chunks  []*chunk
-	running bool
+	id     string
+	chunks []*chunk
 }
 
 // NewDispatcher returns a Dispatcher that delivers the events of r's
@@ -226,13 +226,10 @@ func (d *Dispatcher) enqueueLocked(ch *chunk) {
 	if q == nil {
 		q = &queue{id: id}
 		d.queues[id] = q
-	}
-	q.chunks = append(q.chunks, ch)
-	if !q.running {
-		q.running = true
 		d.wg.Add(1)
 		go d.pump(q)
 	}
+	q.chunks = append(q.chunks, ch)
 }
 
 func (d *Dispatcher) pump(q *queue) {
@@ -240,7 +237,6 @@ func (d *Dispatcher) pump(q *queue) {
 	for {
 		d.mu.Lock()
 		if len(q.chunks) == 0 {
-			q.running = false
 			delete(d.queues, q.id)
 			d.mu.Unlock()
 			return
