@@ -187,8 +187,11 @@ func TestDispatchDelaysChunkNByNTimesChunkDelay(t *testing.T) {
 
 	// Another call is not queued behind the waiting chunks.
 	require.NoError(t, d.Dispatch(ctx, Event{Name: "Account.Update", Data: account}))
-	require.Equal(t, "/slow", rcv.next(t).Path)
-	require.Equal(t, "/fast", rcv.next(t).Path)
+	second := map[string]int{}
+	for range 2 {
+		second[rcv.next(t).Path]++
+	}
+	require.Equal(t, map[string]int{"/slow": 1, "/fast": 1}, second)
 
 	clock.Advance(299 * time.Second)
 	require.Equal(t, 2, clock.armed(), "chunk 1 is not due before 300 s")
