@@ -267,6 +267,13 @@ func (d *Dispatcher) doneLocked(ch *chunk) {
 // deliver builds, signs and sends one chunk; status is the receiver's
 // answer, 0 when there was none.
 func (d *Dispatcher) deliver(ch *chunk) (status int, err error) {
+	// The Expander and the Transport are the host's code: a panic there is
+	// one failed delivery, not the end of the host's process.
+	defer func() {
+		if p := recover(); p != nil {
+			status, err = 0, fmt.Errorf("panic: %v", p)
+		}
+	}()
 	reg := ch.reg
 	if d.ctx.Err() != nil {
 		return 0, errClosedEarly

@@ -349,3 +349,24 @@ func TestNewDispatcherNeedsARegistry(t *testing.T) {
 	_, err := NewDispatcher(nil, Config{})
 	require.True(t, errors.Is(err, ErrInvalid))
 }
+
+func TestDispatchSurvivesAPanickingTransport(t *testing.T) {
+	rec := &Recorder{}
+	r := NewRegistry()
+	bad := mustCreate(t, r, Webhook{URL: "https://panic.example/", Events: []string{"*"}})
+	mustCreate(t, r, Webhook{URL: "https://fine.example/", Events: []string{"*"}})
+	var got failures
+	tr := transportFunc(func(ctx context.Context, req *Request) (*Response, error) {
+		if req.WebhookID == bad.ID {
+			panic("host bug")
+		}
+		return rec.Send(ctx, req)
+	})
+	d := newTestDispatcher(t, r, Config{Transport: tr, OnFailure: got.add, Logger: quietLogger()})
+	dispatch(t, d, Event{Name: "Account.Create", Data: account})
+	require.Len(t, rec.Requests(), 1)
+	failed := got.list()
+	require.Len(t, failed, 1)
+	require.Equal(t, bad.ID, failed[0].WebhookID)
+	require.ErrorContains(t, failed[0], "panic: host bug")
+}
