@@ -11,7 +11,8 @@ import (
 )
 
 // Clock is a Dispatcher's time source: tests give a fake one, so that chunk
-// delays run on fake time.
+// delays run on fake time. The Dispatcher calls it from several goroutines
+// at once, so implementations must be safe for simultaneous use.
 type Clock interface {
 	Now() time.Time
 	// AfterFunc calls f once d has passed, as time.AfterFunc does, unless
@@ -29,7 +30,7 @@ func (systemClock) AfterFunc(d time.Duration, f func()) func() bool {
 }
 
 // Config configures a Dispatcher. The zero value means the documented
-// defaults.
+// defaults. NewDispatcher reads it once; changing it later has no effect.
 type Config struct {
 	// Transport sends the requests. nil means NewHTTPTransport(HTTPConfig{}),
 	// which Close closes; a Transport given here is the caller's to close.

@@ -90,6 +90,9 @@ func invalid(field, format string, args ...any) *FieldError {
 // Space is not part of the JSON: in Pipeliner the team space is the URL of
 // the API call, never the body, so a client cannot move a registration to
 // another tenant by writing a field. The host sets it.
+//
+// A Webhook is a plain value: the Registry stores and returns copies of its
+// own, so a caller may change what it passed in or got back.
 type Webhook struct {
 	ID          string
 	Space       string // team space (tenant) it belongs to; "" is the default space
@@ -143,6 +146,8 @@ type EntityOptions struct {
 }
 
 // Event is one data change that a host hands to a Dispatcher or a Matcher.
+// Neither keeps the caller's buffers: Dispatch copies what it delivers
+// later, so a caller may reuse Data, Previous and Related once it returns.
 type Event struct {
 	ID            string          // unique; assigned by Dispatch when empty
 	Space         string          // team space of the change
