@@ -87,7 +87,7 @@ type value struct {
 	text  string     // the string, or the JSON text of a number or boolean
 	num   number
 	isNum bool   // a number, or a string that holds one
-	fold  []byte // text case-folded, for icontains
+	fold  []byte // text case-folded, for icontains, istarts and iends
 }
 
 func compileEntity(field string, o EntityOptions) (*entityRules, error) {
@@ -141,7 +141,8 @@ func compileCondition(field, p string, raw json.RawMessage, opName string) (cond
 			return false
 		}
 		x := newValue(elem)
-		if c.op == opIContains {
+		switch c.op {
+		case opIContains, opIStarts, opIEnds:
 			x.fold = appendFold(nil, x.text)
 		}
 		c.values = append(c.values, x)
@@ -295,15 +296,19 @@ func matchText(o op, s string, x *value) bool {
 		return strings.HasPrefix(s, x.text)
 	case opEnds:
 		return strings.HasSuffix(s, x.text)
+	}
+	// The i* operators compare folded text: the filter value was folded
+	// once at compile time, the field is folded here into a stack buffer,
+	// which keeps icontains linear in the field's length.
+	var buf [256]byte
+	folded := appendFold(buf[:0], s)
+	switch o {
 	case opIContains:
-		// Folding both sides once keeps the search linear: a rune-by-rune
-		// search would cost len(s) * len(x.text) per event.
-		var buf [256]byte
-		return bytes.Contains(appendFold(buf[:0], s), x.fold)
+		return bytes.Contains(folded, x.fold)
 	case opIStarts:
-		return hasPrefixFold(s, x.text)
+		return bytes.HasPrefix(folded, x.fold)
 	case opIEnds:
-		return hasSuffixFold(s, x.text)
+		return bytes.HasSuffix(folded, x.fold)
 	}
 	return false
 }
@@ -388,38 +393,6 @@ func compare(v gjson.Result, x *value) (int, bool) {
 	return 0, false
 }
 
-// hasPrefixFold is strings.HasPrefix under Unicode simple folding, the
-// folding of strings.EqualFold; folded runes may differ in byte length.
-func hasPrefixFold(s, prefix string) bool {
-	for prefix != "" {
-		if s == "" {
-			return false
-		}
-		r1, n1 := utf8.DecodeRuneInString(s)
-		r2, n2 := utf8.DecodeRuneInString(prefix)
-		if !equalFoldRune(r1, r2) {
-			return false
-		}
-		s, prefix = s[n1:], prefix[n2:]
-	}
-	return true
-}
-
-func hasSuffixFold(s, suffix string) bool {
-	for suffix != "" {
-		if s == "" {
-			return false
-		}
-		r1, n1 := utf8.DecodeLastRuneInString(s)
-		r2, n2 := utf8.DecodeLastRuneInString(suffix)
-		if !equalFoldRune(r1, r2) {
-			return false
-		}
-		s, suffix = s[:len(s)-n1], suffix[:len(suffix)-n2]
-	}
-	return true
-}
-
 // appendFold appends s with every rune replaced by the smallest rune of
 // its simple-folding orbit, so that two strings are equal under
 // strings.EqualFold exactly when their folds are equal.
@@ -440,21 +413,6 @@ func appendFold(dst []byte, s string) []byte {
 		dst = utf8.AppendRune(dst, r)
 	}
 	return dst
-}
-
-func equalFoldRune(a, b rune) bool {
-	if a == b {
-		return true
-	}
-	if a < utf8.RuneSelf && b < utf8.RuneSelf {
-		return 'A' <= a && a <= 'Z' && a+'a'-'A' == b || 'A' <= b && b <= 'Z' && b+'a'-'A' == a
-	}
-	for f := unicode.SimpleFold(a); f != a; f = unicode.SimpleFold(f) {
-		if f == b {
-			return true
-		}
-	}
-	return false
 }
 
 // changed reports whether the value at p differs between two records as

@@ -130,11 +130,9 @@ func (r *Registry) Get(ctx context.Context, id string) (Webhook, error) {
 	if err := ctx.Err(); err != nil {
 		return Webhook{}, err
 	}
-	r.mu.RLock()
-	reg, ok := r.byID[id]
-	r.mu.RUnlock()
-	if !ok {
-		return Webhook{}, fmt.Errorf("webhook %q: %w", id, ErrNotFound)
+	reg, err := r.lookup(id)
+	if err != nil {
+		return Webhook{}, err
 	}
 	return reg.hook.clone(), nil
 }
