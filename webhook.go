@@ -46,9 +46,16 @@ var (
 	ErrNotFound = errors.New("webhook: not found")
 	// ErrClosed reports a Dispatch on a Dispatcher that is closing or closed.
 	ErrClosed = errors.New("webhook: dispatcher closed")
-	// ErrSignature reports a WebHook-Signature header that is missing or
-	// does not match the body.
+	// ErrSignature reports a signature header that is missing, does not
+	// match the body, or (Standard Webhooks) carries a timestamp outside
+	// the tolerance.
 	ErrSignature = errors.New("webhook: signature mismatch")
+	// ErrRefusedAddress reports a receiver address that the AddressPolicy
+	// refuses: loopback, private, link-local and the like.
+	ErrRefusedAddress = errors.New("webhook: refused address")
+	// ErrTooLarge reports a record whose item alone exceeds the largest
+	// request body a Dispatcher sends.
+	ErrTooLarge = errors.New("webhook: too large")
 )
 
 // Header names of a webhook request and of the API request behind a change.
@@ -56,6 +63,12 @@ const (
 	// HeaderSignature carries the lowercase hex HMAC-SHA256 of the body,
 	// keyed with the registration's signature.
 	HeaderSignature = "WebHook-Signature"
+	// HeaderID carries the delivery's id, the same across its retries, so
+	// that receivers can drop duplicates (Standard Webhooks).
+	HeaderID = "webhook-id"
+	// HeaderTimestamp carries the unix seconds of the attempt (Standard
+	// Webhooks).
+	HeaderTimestamp = "webhook-timestamp"
 	// HeaderSkipKey is the header of an API request whose value a host
 	// copies into Event.SkipKey, so that registrations listing it in
 	// skip_keys do not fire.
