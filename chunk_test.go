@@ -65,7 +65,7 @@ func TestPayloadItem(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rcv := newReceiver(t)
-			r := NewRegistry()
+			r := newTestRegistry()
 			r.Now = func() time.Time { return created }
 			opts := Options{Entity: map[string]EntityOptions{"Contact": {LoadOnly: []string{"id"}}}, SkipKeys: []string{"gmail_sync"}}
 			hook := mustCreate(t, r, Webhook{Space: tt.space, URL: rcv.URL, Events: []string{"Contact.*"},
@@ -101,7 +101,7 @@ func TestPayloadItem(t *testing.T) {
 
 func TestDispatchChunksItemsInEventOrder(t *testing.T) {
 	rcv := newReceiver(t)
-	r := NewRegistry()
+	r := newTestRegistry()
 	mustCreate(t, r, Webhook{URL: rcv.URL, Events: []string{"Account.*"}, Options: Options{ChunkSize: 2}})
 	d := newTestDispatcher(t, r, Config{})
 	var events []Event
@@ -137,7 +137,7 @@ func TestDispatchChunksItemsInEventOrder(t *testing.T) {
 
 func TestDispatchDefaultChunkSizeIs100(t *testing.T) {
 	rec := &Recorder{}
-	r := NewRegistry()
+	r := newTestRegistry()
 	mustCreate(t, r, Webhook{URL: "https://example.com/h", Events: []string{"*"}})
 	d := newTestDispatcher(t, r, Config{Transport: rec})
 	events := make([]Event, 250)
@@ -154,7 +154,7 @@ func TestDispatchDefaultChunkSizeIs100(t *testing.T) {
 
 func TestDispatchDoesNotMixCallsInAChunk(t *testing.T) {
 	rec := &Recorder{}
-	r := NewRegistry()
+	r := newTestRegistry()
 	mustCreate(t, r, Webhook{URL: "https://example.com/h", Events: []string{"*"}})
 	d := newTestDispatcher(t, r, Config{Transport: rec})
 	dispatch(t, d, Event{Name: "Task.Create", Data: account})
@@ -166,10 +166,19 @@ func TestDispatchDelaysChunkNByNTimesChunkDelay(t *testing.T) {
 	ctx := context.Background()
 	rcv := newReceiver(t)
 	clock := newFakeClock()
-	r := NewRegistry()
+	r := newTestRegistry()
 	mustCreate(t, r, Webhook{URL: rcv.URL + "/slow", Events: []string{"Account.*"}, Options: Options{ChunkSize: 1, ChunkDelay: 300}})
 	mustCreate(t, r, Webhook{URL: rcv.URL + "/fast", Events: []string{"Account.*"}, Options: Options{ChunkSize: 1}})
-	d := newTestDispatcher(t, r, Config{Clock: clock})
+	q := NewMemoryQueue(0)
+	d := newTestDispatcher(t, r, Config{Clock: clock, Queue: q})
+	start := clock.Now()
+	nextDue := func() time.Duration {
+		t.Helper()
+		at, ok, err := q.NextDue(ctx)
+		require.NoError(t, err)
+		require.True(t, ok)
+		return at.Sub(start)
+	}
 
 	events := []Event{{Name: "Account.Create", Data: account}, {Name: "Account.Update", Data: account}, {Name: "Account.Delete", Data: account}}
 	require.NoError(t, d.Dispatch(ctx, events...))
@@ -183,7 +192,7 @@ func TestDispatchDelaysChunkNByNTimesChunkDelay(t *testing.T) {
 		paths[rcv.next(t).Path]++
 	}
 	require.Equal(t, map[string]int{"/slow": 1, "/fast": 3}, paths)
-	require.Equal(t, 2, clock.armed(), "chunks 1 and 2 wait")
+	require.Equal(t, 300*time.Second, nextDue(), "chunks 1 and 2 wait")
 
 	// Another call is not queued behind the waiting chunks.
 	require.NoError(t, d.Dispatch(ctx, Event{Name: "Account.Update", Data: account}))
@@ -194,10 +203,14 @@ func TestDispatchDelaysChunkNByNTimesChunkDelay(t *testing.T) {
 	require.Equal(t, map[string]int{"/slow": 1, "/fast": 1}, second)
 
 	clock.Advance(299 * time.Second)
-	require.Equal(t, 2, clock.armed(), "chunk 1 is not due before 300 s")
+	// A request made after the clock moved shows that the Dispatcher has
+	// looked at the Queue since, and left chunk 1 where it was.
+	require.NoError(t, d.Dispatch(ctx, Event{Name: "Account.Create", Data: json.RawMessage(`{"id":"probe"}`)}))
+	require.Equal(t, "/fast", rcv.next(t).Path)
+	require.Equal(t, "/slow", rcv.next(t).Path, "the probe's own chunk 0 to the delayed registration")
+	require.Equal(t, 300*time.Second, nextDue(), "chunk 1 is not sent before 300 s")
 	clock.Advance(time.Second)
 	require.Equal(t, "Account.Update", decodeItems(t, rcv.next(t).Body)[0].Event)
-	require.Equal(t, 1, clock.armed())
 	select {
 	case err := <-flushed:
 		t.Fatalf("Flush returned %v before the last chunk was due", err)

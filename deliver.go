@@ -2,17 +2,69 @@ package webhook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
 
+// Version is this library's version, sent in the User-Agent header.
+const Version = "0.3.0"
+
+const userAgent = "crmhook-webhook/" + Version + " (+https://github.com/crmhook/webhook)"
+
+// DefaultRetrySchedule is Standard Webhooks' schedule: after the first
+// attempt, made at once, a failed delivery is retried after 5 s, 5 min,
+// 30 min, 2 h, 5 h, 10 h, 14 h, 20 h and 24 h, ten attempts in all over
+// about three days.
+var DefaultRetrySchedule = []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute,
+	2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 14 * time.Hour, 20 * time.Hour, 24 * time.Hour}
+
+// Defaults of Config.
+const (
+	DefaultMaxRetryAfter   = time.Hour
+	DefaultWorkers         = 64
+	DefaultMaxInFlight     = 1
+	DefaultDisableAfter    = 5 * 24 * time.Hour
+	DefaultDisableAttempts = 10
+	DefaultMaxBody         = 5 << 20
+)
+
+// lease is how long a claimed delivery is the Dispatcher's alone: longer
+// than any attempt (attemptTimeout), so that only a crash lets it run out.
+const (
+	lease          = 5 * time.Minute
+	attemptTimeout = 2 * time.Minute
+)
+
+// responseExcerpt is how much of an answer the Observer sees.
+const responseExcerpt = 1 << 10
+
+// SignatureFormat says how a Dispatcher signs requests of registrations
+// that have a signature. Header names are case-insensitive, so Pipeliner's
+// WebHook-Signature and Standard Webhooks' webhook-signature are one and
+// the same header: a request can carry only one of the two formats, and
+// the receiver has to expect it.
+type SignatureFormat int
+
+const (
+	// PipelinerSignature is the default: WebHook-Signature carries the hex
+	// HMAC-SHA256 of the body (see Sign and VerifySignature), as Pipeliner
+	// sends it.
+	PipelinerSignature SignatureFormat = iota
+	// StandardSignature is Standard Webhooks' format: webhook-signature
+	// carries "v1," and the base64 HMAC-SHA256 of the webhook-id, the
+	// webhook-timestamp and the body (see SignStandard and VerifyStandard).
+	StandardSignature
+)
+
 // Clock is a Dispatcher's time source: tests give a fake one, so that chunk
-// delays run on fake time. The Dispatcher calls it from several goroutines
-// at once, so implementations must be safe for simultaneous use.
+// delays and retries run on fake time. The Dispatcher calls it from
+// several goroutines at once, so implementations must be safe for
+// simultaneous use.
 type Clock interface {
 	Now() time.Time
 	// AfterFunc calls f once d has passed, as time.AfterFunc does, unless
@@ -35,81 +87,120 @@ type Config struct {
 	// Transport sends the requests. nil means NewHTTPTransport(HTTPConfig{}),
 	// which Close closes; a Transport given here is the caller's to close.
 	Transport Transport
-	// Expander loads the relations that "expand" options name. nil means
-	// records are sent as the host gave them.
+	// Queue holds accepted deliveries until they are delivered or dead.
+	// nil means NewMemoryQueue(0), which loses them when the process ends.
+	Queue Queue
+	// Expander loads the relations that "expand" options name, during
+	// Dispatch. nil means records are sent as the host gave them.
 	Expander Expander
-	// Clock stamps events and times chunk delays. nil means the system clock.
+	// Clock stamps events and times chunk delays and retries. nil means the
+	// system clock.
 	Clock Clock
-	// Logger gets a warning for every failed delivery and debug lines for
+	// Logger gets a warning for every failed attempt and debug lines for
 	// the rest. nil means slog.Default().
 	Logger *slog.Logger
-	// OnFailure, when set, is called with every failed delivery, from the
-	// delivery goroutines, possibly at the same time.
-	OnFailure func(*DeliveryError)
+	// Observer, when set, sees every attempt as it ends. It is called from
+	// the delivery goroutines, possibly at the same time, and holds up the
+	// delivery slot it is called from, so it should be quick.
+	Observer func(Attempt)
+	// Signature is the format of the signature header; the zero value is
+	// Pipeliner's.
+	Signature SignatureFormat
+
+	// RetrySchedule is the delay before each retry, after the first attempt
+	// which is made at once; each delay gets ±10% of jitter. nil means
+	// DefaultRetrySchedule; an empty, non-nil schedule means no retries.
+	RetrySchedule []time.Duration
+	// MaxRetryAfter caps how long a receiver's Retry-After header can hold
+	// a retry back; 0 means DefaultMaxRetryAfter.
+	MaxRetryAfter time.Duration
+	// Workers bounds the requests in flight in all; 0 means DefaultWorkers.
+	// The Dispatcher runs one goroutine per request in flight and one to
+	// schedule them, however many deliveries wait.
+	Workers int
+	// MaxInFlight bounds the requests in flight to one registration; 0
+	// means DefaultMaxInFlight, which keeps a registration's requests in
+	// order as long as none fails.
+	MaxInFlight int
+	// A registration is disabled when its deliveries have failed for
+	// DisableAfter without a success and at least DisableAttempts times; 0
+	// means DefaultDisableAfter and DefaultDisableAttempts.
+	DisableAfter    time.Duration
+	DisableAttempts int
+	// MaxBody bounds a request body in bytes: a chunk that would be larger
+	// is split, and Dispatch refuses a record whose item alone is larger. 0
+	// means DefaultMaxBody.
+	MaxBody int
 }
 
-// DeliveryError is a request that was not delivered: the Transport failed,
-// the receiver answered other than 2xx, the Expander failed, or the
-// Dispatcher closed first.
-type DeliveryError struct {
-	WebhookID  string
-	URL        string
-	EventIDs   []string // the events the request carried, in order
+// Attempt is what an Observer learns of one attempt to deliver.
+type Attempt struct {
+	DeliveryID string   // the webhook-id header, the same across retries
+	WebhookID  string   // the registration
+	URL        string   // where it was sent
+	EventIDs   []string // the events it carried, in order; read-only
+	Attempt    int      // 1 for the first attempt
 	StatusCode int      // the receiver's answer; 0 when there was none
-	Err        error
+	Err        error    // nil when delivered
+	Duration   time.Duration
+	Response   []byte    // the first bytes of the answer
+	RetryAt    time.Time // when it will be tried again; zero when it will not
+	// Dead is set when the delivery will not be tried again: it is kept in
+	// the Queue, and Redeliver sends it again on demand.
+	Dead bool
+	// Disabled is set when this attempt disabled the registration.
+	Disabled *Disabled
 }
-
-// Error describes the failure.
-func (e *DeliveryError) Error() string {
-	return fmt.Sprintf("webhook: delivery of %d events to %s (webhook %s) failed: %v",
-		len(e.EventIDs), e.URL, e.WebhookID, e.Err)
-}
-
-// Unwrap returns the cause.
-func (e *DeliveryError) Unwrap() error { return e.Err }
-
-// errClosedEarly is the cause of the chunks that Close gave up on.
-var errClosedEarly = errors.New("dispatcher closed before delivery")
 
 // Dispatcher matches events against a Registry and delivers them: it
 // projects, signs and chunks the items of every registration an event
-// fires, and sends them through its Transport in the background, one
-// request at a time per registration, so that a slow receiver holds up
-// only its own deliveries. A Dispatcher is safe for simultaneous use by
-// multiple goroutines.
+// fires, keeps them in its Queue, and sends them through its Transport in
+// the background, retrying failures on the RetrySchedule. Each
+// registration has its own limit on requests in flight and its own pace,
+// so that a slow or dead receiver holds up only its own deliveries. A
+// Dispatcher is safe for simultaneous use by multiple goroutines.
 type Dispatcher struct {
-	reg       *Registry
-	matcher   *Matcher
-	transport Transport
-	own       *HTTPTransport // the default transport, closed by Close
-	expander  Expander
-	clock     Clock
-	log       *slog.Logger
-	onFailure func(*DeliveryError)
+	reg                                   *Registry
+	matcher                               *Matcher
+	queue                                 Queue
+	transport                             Transport
+	own                                   *HTTPTransport // the default transport, closed by Close
+	expander                              Expander
+	clock                                 Clock
+	log                                   *slog.Logger
+	observe                               func(Attempt)
+	format                                SignatureFormat
+	schedule                              []time.Duration
+	maxRetryAfter, disableAfter           time.Duration
+	workers, maxInFlight, disableAttempts int
+	maxBody                               int
 
-	ctx    context.Context // of every delivery; cancelled when Close gives up
+	ctx    context.Context // of every attempt; cancelled when Close gives up
 	cancel context.CancelFunc
+	wake   chan struct{} // tells the scheduler to look at the Queue again
+	stop   chan struct{} // closed by Close: the scheduler ends
+	intake sync.WaitGroup
+	wg     sync.WaitGroup // the scheduler and the attempts in flight
 
-	mu     sync.Mutex
-	closed bool
-	calls  map[*call]struct{}     // Dispatch calls with chunks not yet done
-	queues map[string]*queue      // by registration id
-	timers map[*chunk]func() bool // delayed chunks and how to stop them
-	wg     sync.WaitGroup         // pumps and armed timers
+	mu        sync.Mutex
+	closed    bool
+	inFlight  int
+	endpoints map[string]*endpoint // registrations with requests in flight, a pause or failures
+	calls     map[string]*call     // Dispatch calls with deliveries not done, by delivery id
 }
 
-// call counts the chunks of one Dispatch call, for Flush.
+// endpoint is the delivery state of one registration.
+type endpoint struct {
+	inFlight     int
+	pausedUntil  time.Time // throttled by a 429, 502 or 504
+	failingSince time.Time // the first failure since the last success
+	failures     int       // attempts failed since the last success
+}
+
+// call counts the deliveries of one Dispatch call, for Flush.
 type call struct {
 	pending int
 	done    chan struct{}
-}
-
-// queue holds the ready chunks of one registration, sent in order by one
-// pump goroutine; the queue is in Dispatcher.queues exactly while its pump
-// runs.
-type queue struct {
-	id     string
-	chunks []*chunk
 }
 
 // NewDispatcher returns a Dispatcher that delivers the events of r's
@@ -118,9 +209,31 @@ func NewDispatcher(r *Registry, cfg Config) (*Dispatcher, error) {
 	if r == nil {
 		return nil, invalid("registry", "nil")
 	}
-	d := &Dispatcher{reg: r, matcher: NewMatcher(r), transport: cfg.Transport, expander: cfg.Expander,
-		clock: cfg.Clock, log: cfg.Logger, onFailure: cfg.OnFailure,
-		calls: map[*call]struct{}{}, queues: map[string]*queue{}, timers: map[*chunk]func() bool{}}
+	for i, delay := range cfg.RetrySchedule {
+		if delay < 0 {
+			return nil, invalid(fmt.Sprintf("retry_schedule[%d]", i), "%v is negative", delay)
+		}
+	}
+	if cfg.Signature != PipelinerSignature && cfg.Signature != StandardSignature {
+		return nil, invalid("signature", "unknown format %d", cfg.Signature)
+	}
+	d := &Dispatcher{reg: r, matcher: NewMatcher(r), queue: cfg.Queue, transport: cfg.Transport,
+		expander: cfg.Expander, clock: cfg.Clock, log: cfg.Logger, observe: cfg.Observer,
+		format: cfg.Signature, schedule: cfg.RetrySchedule,
+		maxRetryAfter:   orDefault(cfg.MaxRetryAfter, DefaultMaxRetryAfter),
+		disableAfter:    orDefault(cfg.DisableAfter, DefaultDisableAfter),
+		workers:         orDefault(cfg.Workers, DefaultWorkers),
+		maxInFlight:     orDefault(cfg.MaxInFlight, DefaultMaxInFlight),
+		disableAttempts: orDefault(cfg.DisableAttempts, DefaultDisableAttempts),
+		maxBody:         orDefault(cfg.MaxBody, DefaultMaxBody),
+		wake:            make(chan struct{}, 1), stop: make(chan struct{}),
+		endpoints: map[string]*endpoint{}, calls: map[string]*call{}}
+	if d.schedule == nil {
+		d.schedule = DefaultRetrySchedule
+	}
+	if d.queue == nil {
+		d.queue = NewMemoryQueue(0)
+	}
 	if d.transport == nil {
 		d.own = NewHTTPTransport(HTTPConfig{})
 		d.transport = d.own
@@ -132,27 +245,51 @@ func NewDispatcher(r *Registry, cfg Config) (*Dispatcher, error) {
 		d.log = slog.Default()
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.wg.Add(1)
+	go d.run()
 	return d, nil
 }
 
-// Dispatch matches events and accepts their deliveries, then returns;
-// delivery is asynchronous (see Flush). It assigns an ID to every event
-// without one and the current time to every event without one.
+// orDefault returns v, or def when v is not positive: the zero value of a
+// Config field means its default.
+func orDefault[T int | int64 | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// Dispatch matches events, builds the requests of every registration they
+// fire and hands them to the Queue, then returns; delivery is asynchronous
+// (see Flush). It assigns an ID to every event without one and the current
+// time to every event without one. The Expander, if any, runs here, with
+// ctx.
 //
 // It refuses, with an error that wraps ErrInvalid and names the event, an
 // event whose name is not in the catalogue (or is a wildcard), whose Data
 // is not a JSON object, whose Previous or Related is neither empty, null
-// nor a JSON object, or a CustomEntity event without CustomEntity. A
+// nor a JSON object, or a CustomEntity event without CustomEntity; with an
+// error that wraps ErrTooLarge, an event whose item alone exceeds
+// Config.MaxBody; and it returns the Expander's and the Queue's errors. A
 // refused call delivers nothing, so the caller can fix it and call again
 // without duplicates. After Close it returns ErrClosed.
 func (d *Dispatcher) Dispatch(ctx context.Context, events ...Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return ErrClosed
+	}
+	d.intake.Add(1)
+	d.mu.Unlock()
+	defer d.intake.Done()
+
 	evs := make([]*event, len(events))
 	for i, e := range events {
-		// The deliveries outlive the call: copy the records, so that the
-		// caller may reuse its buffers.
+		// Items are built before the call returns, but the gjson values
+		// of a record must not point into buffers the caller may reuse.
 		evs[i] = new(event)
 		if err := d.reg.parseEvent(evs[i], i, e, bytesCopy); err != nil {
 			return err
@@ -184,147 +321,361 @@ func (d *Dispatcher) Dispatch(ctx context.Context, events ...Event) error {
 			groups[i].events = append(groups[i].events, ev)
 		}
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return ErrClosed
+	var all []*Delivery
+	for _, g := range groups {
+		ds, err := deliveries(ctx, d.expander, g.reg, g.events, now, d.maxBody)
+		if err != nil {
+			return err
+		}
+		all = append(all, ds...)
 	}
-	if len(groups) == 0 {
+	if len(all) == 0 {
 		return nil
 	}
-	c := &call{done: make(chan struct{})}
-	d.calls[c] = struct{}{}
-	for _, g := range groups {
-		for _, ch := range split(c, g.reg, g.events) {
-			c.pending++
-			if ch.due == 0 {
-				d.enqueueLocked(ch)
-				continue
-			}
-			d.wg.Add(1)
-			d.timers[ch] = d.clock.AfterFunc(ch.due, func() { d.fire(ch) })
-		}
+	// Tracked before the Queue has them, so that an attempt that ends at
+	// once finds its call.
+	c := &call{pending: len(all), done: make(chan struct{})}
+	d.mu.Lock()
+	for _, dl := range all {
+		d.calls[dl.ID] = c
 	}
+	d.mu.Unlock()
+	if err := d.queue.Enqueue(ctx, all...); err != nil {
+		d.mu.Lock()
+		for _, dl := range all {
+			delete(d.calls, dl.ID)
+		}
+		d.mu.Unlock()
+		return fmt.Errorf("webhook: queueing %d deliveries: %w", len(all), err)
+	}
+	d.poke()
 	return nil
 }
 
-// fire moves a delayed chunk to its queue, unless Close took it first.
-func (d *Dispatcher) fire(ch *chunk) {
-	defer d.wg.Done()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, ok := d.timers[ch]; ok {
-		delete(d.timers, ch)
-		d.enqueueLocked(ch)
+// poke wakes the scheduler, which may be waiting for the next due time.
+func (d *Dispatcher) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
 	}
 }
 
-// enqueueLocked queues a ready chunk and starts its registration's pump if
-// none runs. It requires d.mu held.
-func (d *Dispatcher) enqueueLocked(ch *chunk) {
-	id := ch.reg.hook.ID
-	q := d.queues[id]
-	if q == nil {
-		q = &queue{id: id}
-		d.queues[id] = q
-		d.wg.Add(1)
-		go d.pump(q)
-	}
-	q.chunks = append(q.chunks, ch)
-}
-
-func (d *Dispatcher) pump(q *queue) {
+// run is the Dispatcher's one long-lived goroutine: it claims due
+// deliveries for the free delivery slots and starts an attempt for each,
+// then sleeps until the next due time, a finished attempt or a new
+// Dispatch. Pending deliveries cost no goroutine.
+func (d *Dispatcher) run() {
 	defer d.wg.Done()
 	for {
+		select {
+		case <-d.stop:
+			return
+		default:
+		}
+		now := d.clock.Now()
 		d.mu.Lock()
-		if len(q.chunks) == 0 {
-			delete(d.queues, q.id)
-			d.mu.Unlock()
+		free := d.workers - d.inFlight
+		skip, resume := d.limitedLocked(now)
+		d.mu.Unlock()
+		var claimed []*Delivery
+		var err error
+		if free > 0 {
+			claimed, err = d.queue.Claim(d.ctx, now, free, lease, skip)
+			if err != nil {
+				d.log.LogAttrs(d.ctx, slog.LevelError, "webhook: claiming deliveries", slog.String("error", err.Error()))
+			}
+			for _, dl := range claimed {
+				d.start(dl)
+			}
+		}
+		if len(claimed) > 0 {
+			continue
+		}
+		next, ok, err := d.queue.NextDue(d.ctx)
+		if err != nil {
+			d.log.LogAttrs(d.ctx, slog.LevelError, "webhook: reading the queue", slog.String("error", err.Error()))
+			// Try again soon rather than never; a Queue that fails is the
+			// host's to mend.
+			next, ok = now.Add(time.Second), true
+		}
+		if ok && !next.After(now) {
+			// What is due waits for a slot or a paused receiver: a finished
+			// attempt pokes, and resume is when the first pause ends.
+			ok = false
+		}
+		if !resume.IsZero() && (!ok || resume.Before(next)) {
+			next, ok = resume, true
+		}
+		stopTimer := func() bool { return false }
+		if ok {
+			stopTimer = d.clock.AfterFunc(next.Sub(now), d.poke)
+		}
+		select {
+		case <-d.wake:
+			stopTimer()
+		case <-d.stop:
+			stopTimer()
 			return
 		}
-		ch := q.chunks[0]
-		q.chunks[0] = nil
-		q.chunks = q.chunks[1:]
-		d.mu.Unlock()
+	}
+}
 
-		if status, err := d.deliver(ch); err != nil {
-			d.fail(ch.failure(status, err))
+// limitedLocked lists the registrations that get no new attempt now: those
+// at their limit of requests in flight and those paused. resume is when
+// the first pause ends. It forgets endpoints with nothing left to
+// remember. It requires d.mu held.
+func (d *Dispatcher) limitedLocked(now time.Time) (skip []string, resume time.Time) {
+	for id, ep := range d.endpoints {
+		paused := ep.pausedUntil.After(now)
+		if paused && (resume.IsZero() || ep.pausedUntil.Before(resume)) {
+			resume = ep.pausedUntil
 		}
-		d.mu.Lock()
-		d.doneLocked(ch)
-		d.mu.Unlock()
-	}
-}
-
-// doneLocked counts a chunk as delivered or failed. It requires d.mu held.
-func (d *Dispatcher) doneLocked(ch *chunk) {
-	c := ch.call
-	if c.pending--; c.pending == 0 {
-		close(c.done)
-		delete(d.calls, c)
-	}
-}
-
-// deliver builds, signs and sends one chunk; status is the receiver's
-// answer, 0 when there was none.
-func (d *Dispatcher) deliver(ch *chunk) (status int, err error) {
-	// The Expander and the Transport are the host's code: a panic there is
-	// one failed delivery, not the end of the host's process.
-	defer func() {
-		if p := recover(); p != nil {
-			status, err = 0, fmt.Errorf("panic: %v", p)
+		switch {
+		case ep.inFlight >= d.maxInFlight || paused:
+			skip = append(skip, id)
+		case ep.inFlight == 0 && ep.failures == 0:
+			delete(d.endpoints, id)
 		}
-	}()
-	reg := ch.reg
-	if d.ctx.Err() != nil {
-		return 0, errClosedEarly
 	}
-	if !d.reg.current(reg) {
-		d.log.LogAttrs(d.ctx, slog.LevelDebug, "webhook: registration deleted; chunk dropped",
-			slog.String("webhook_id", reg.hook.ID), slog.Int("events", len(ch.events)))
-		return 0, nil
-	}
-	body, err := ch.body(d.ctx, d.expander, nil)
-	if err != nil {
-		return 0, err
-	}
-	req := &Request{URL: reg.hook.URL, Header: http.Header{"Content-Type": {"application/json"}},
-		Body: body, InsecureSSL: reg.hook.InsecureSSL, WebhookID: reg.hook.ID, EventIDs: ch.eventIDs()}
-	if reg.hook.Signature != "" {
-		req.Header.Set(HeaderSignature, Sign(reg.hook.Signature, body))
-	}
-	resp, err := d.transport.Send(d.ctx, req)
-	if err != nil {
-		return 0, err
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, fmt.Errorf("receiver answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
-	}
-	d.log.LogAttrs(d.ctx, slog.LevelDebug, "webhook: delivered",
-		slog.String("webhook_id", reg.hook.ID), slog.String("url", reg.hook.URL),
-		slog.Int("events", len(ch.events)), slog.Int("status", resp.StatusCode))
-	return resp.StatusCode, nil
+	return skip, resume
 }
 
-func (d *Dispatcher) fail(err *DeliveryError) {
-	d.log.LogAttrs(context.Background(), slog.LevelWarn, "webhook: delivery failed",
-		slog.String("webhook_id", err.WebhookID), slog.String("url", err.URL),
-		slog.Int("events", len(err.EventIDs)), slog.Int("status", err.StatusCode),
-		slog.String("error", err.Err.Error()))
-	if d.onFailure != nil {
-		d.onFailure(err)
+func (d *Dispatcher) endpointLocked(id string) *endpoint {
+	ep := d.endpoints[id]
+	if ep == nil {
+		ep = &endpoint{}
+		d.endpoints[id] = ep
 	}
+	return ep
 }
 
-// Flush waits until everything accepted before it was called is delivered
-// or has failed, chunk delays included, or until ctx is done.
-func (d *Dispatcher) Flush(ctx context.Context) error {
+// start runs one attempt of dl in a goroutine of its own.
+func (d *Dispatcher) start(dl *Delivery) {
 	d.mu.Lock()
-	waits := make([]chan struct{}, 0, len(d.calls))
-	for c := range d.calls {
-		waits = append(waits, c.done)
+	d.inFlight++
+	d.endpointLocked(dl.WebhookID).inFlight++
+	d.mu.Unlock()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.attempt(dl)
+		d.mu.Lock()
+		d.inFlight--
+		d.endpointLocked(dl.WebhookID).inFlight--
+		d.mu.Unlock()
+		d.poke()
+	}()
+}
+
+// outcome is what one attempt came to.
+type outcome struct {
+	status   int
+	header   http.Header
+	response []byte
+	err      error
+	duration time.Duration
+}
+
+// attempt sends dl once and settles it with the Queue: acked, retried or
+// dead-lettered.
+func (d *Dispatcher) attempt(dl *Delivery) {
+	// The Queue's bookkeeping must happen even when Close cancelled the
+	// attempt: a delivery left leased would wait for its lease to run out.
+	bg := context.WithoutCancel(d.ctx)
+	reg, err := d.reg.lookup(dl.WebhookID)
+	if err != nil {
+		// The registration was deleted: its deliveries are not wanted.
+		d.log.LogAttrs(bg, slog.LevelDebug, "webhook: registration deleted; delivery dropped",
+			slog.String("webhook_id", dl.WebhookID), slog.String("delivery_id", dl.ID))
+		d.settle(bg, dl, d.queue.Ack(bg, dl.ID))
+		return
+	}
+	hook := &reg.hook
+	a := Attempt{DeliveryID: dl.ID, WebhookID: hook.ID, URL: hook.URL, EventIDs: dl.EventIDs, Attempt: dl.Attempts + 1}
+	if hook.Disabled != nil {
+		a.Attempt--
+		a.Err = fmt.Errorf("registration disabled at %s: %s", hook.Disabled.At.Format(time.RFC3339), hook.Disabled.Reason)
+		dl.LastError, a.Dead = a.Err.Error(), true
+		d.report(a)
+		d.settle(bg, dl, d.queue.DeadLetter(bg, dl))
+		return
+	}
+	out := d.send(hook, dl)
+	a.StatusCode, a.Err, a.Duration = out.status, out.err, out.duration
+	a.Response = out.response[:min(len(out.response), responseExcerpt)]
+	now := d.clock.Now()
+	if out.err == nil {
+		d.mu.Lock()
+		ep := d.endpointLocked(hook.ID)
+		ep.failures, ep.failingSince = 0, time.Time{}
+		d.mu.Unlock()
+		d.report(a)
+		d.settle(bg, dl, d.queue.Ack(bg, dl.ID))
+		return
+	}
+	if d.ctx.Err() != nil {
+		// Close gave up waiting: the attempt does not count, and the
+		// delivery stays pending for the next process.
+		a.Err, a.RetryAt = fmt.Errorf("%w: attempt cancelled: %v", ErrClosed, out.err), now
+		dl.Due = now
+		d.report(a)
+		d.settle(bg, dl, d.queue.Retry(bg, dl))
+		return
+	}
+	dl.Attempts++
+	dl.LastStatus, dl.LastError = out.status, out.err.Error()
+	delay := d.retryDelay(dl.Attempts, out, now)
+	d.mu.Lock()
+	ep := d.endpointLocked(hook.ID)
+	if ep.failures == 0 {
+		ep.failingSince = now
+	}
+	ep.failures++
+	var reason string
+	switch {
+	case out.status == http.StatusGone:
+		reason = "the receiver answered 410 Gone"
+	case ep.failures >= d.disableAttempts && now.Sub(ep.failingSince) >= d.disableAfter:
+		reason = fmt.Sprintf("%d attempts failed over %v without a success", ep.failures, now.Sub(ep.failingSince).Round(time.Second))
+	case out.status == http.StatusTooManyRequests || out.status == http.StatusBadGateway || out.status == http.StatusGatewayTimeout:
+		// The receiver asks for less: hold all its deliveries back.
+		ep.pausedUntil = now.Add(delay)
 	}
 	d.mu.Unlock()
+	if reason != "" {
+		a.Disabled = d.reg.disable(hook.ID, reason, now)
+	}
+	if reason != "" || dl.Attempts > len(d.schedule) {
+		a.Dead = true
+		d.report(a)
+		d.settle(bg, dl, d.queue.DeadLetter(bg, dl))
+		return
+	}
+	dl.Due = now.Add(delay)
+	a.RetryAt = dl.Due
+	d.report(a)
+	if err := d.queue.Retry(bg, dl); err != nil {
+		d.settle(bg, dl, err)
+	}
+}
+
+// retryDelay is how long the delivery waits after failing its n-th
+// attempt: the schedule's delay with jitter, or the receiver's Retry-After
+// when that is later, up to MaxRetryAfter.
+func (d *Dispatcher) retryDelay(n int, out outcome, now time.Time) time.Duration {
+	var delay time.Duration
+	if n <= len(d.schedule) {
+		delay = d.schedule[n-1]
+		if j := int64(delay / 5); j > 0 {
+			// ±10%, so that receivers that failed together are not all
+			// retried at the same instant.
+			delay += time.Duration(rand.Int64N(j)) - delay/10
+		}
+	}
+	if ra, ok := retryAfter(out.header.Get("Retry-After"), now); ok {
+		delay = max(delay, min(ra, d.maxRetryAfter))
+	}
+	return delay
+}
+
+// settle finishes dl's part in a Dispatch call once the Queue took the
+// outcome: delivered, dropped or dead. A Queue that failed is logged: the
+// delivery stays leased there and is attempted again when the lease ends.
+func (d *Dispatcher) settle(ctx context.Context, dl *Delivery, err error) {
+	if err != nil {
+		d.log.LogAttrs(ctx, slog.LevelError, "webhook: recording a delivery's outcome",
+			slog.String("delivery_id", dl.ID), slog.String("error", err.Error()))
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c := d.calls[dl.ID]; c != nil {
+		delete(d.calls, dl.ID)
+		if c.pending--; c.pending == 0 {
+			close(c.done)
+		}
+	}
+}
+
+// send makes one attempt: headers, signature and the Transport's request.
+func (d *Dispatcher) send(hook *Webhook, dl *Delivery) (out outcome) {
+	start := d.clock.Now()
+	defer func() {
+		// The Transport is the host's code: a panic there is one failed
+		// attempt, not the end of the host's process.
+		if p := recover(); p != nil {
+			out = outcome{err: fmt.Errorf("panic: %v", p)}
+		}
+		out.duration = d.clock.Now().Sub(start)
+	}()
+	req := &Request{URL: hook.URL, Header: make(http.Header, 6), Body: dl.Body,
+		InsecureSSL: hook.InsecureSSL, WebhookID: hook.ID, EventIDs: dl.EventIDs}
+	h := req.Header
+	h["Content-Type"] = []string{"application/json"}
+	h["User-Agent"] = []string{userAgent}
+	h[http.CanonicalHeaderKey(HeaderID)] = []string{dl.ID}
+	h[http.CanonicalHeaderKey(HeaderTimestamp)] = []string{strconv.FormatInt(start.Unix(), 10)}
+	if hook.Signature != "" {
+		sig := Sign(hook.Signature, dl.Body)
+		if d.format == StandardSignature {
+			sig = SignStandard(hook.Signature, dl.ID, start, dl.Body)
+		}
+		h[http.CanonicalHeaderKey(HeaderSignature)] = []string{sig}
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, attemptTimeout)
+	defer cancel()
+	resp, err := d.transport.Send(ctx, req)
+	switch {
+	case err != nil:
+		return outcome{err: err}
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		return outcome{status: resp.StatusCode, header: resp.Header, response: resp.Body,
+			err: fmt.Errorf("receiver answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))}
+	}
+	return outcome{status: resp.StatusCode, header: resp.Header, response: resp.Body}
+}
+
+// report tells the Logger and the Observer about an attempt.
+func (d *Dispatcher) report(a Attempt) {
+	level, msg := slog.LevelDebug, "webhook: delivered"
+	attrs := []slog.Attr{slog.String("webhook_id", a.WebhookID), slog.String("delivery_id", a.DeliveryID),
+		slog.String("url", a.URL), slog.Int("attempt", a.Attempt), slog.Int("status", a.StatusCode)}
+	if a.Err != nil {
+		level, msg = slog.LevelWarn, "webhook: delivery failed"
+		attrs = append(attrs, slog.String("error", a.Err.Error()), slog.Bool("dead", a.Dead))
+		if !a.RetryAt.IsZero() {
+			attrs = append(attrs, slog.Time("retry_at", a.RetryAt))
+		}
+	}
+	d.log.LogAttrs(context.Background(), level, msg, attrs...)
+	if a.Disabled != nil {
+		d.log.LogAttrs(context.Background(), slog.LevelWarn, "webhook: registration disabled",
+			slog.String("webhook_id", a.WebhookID), slog.String("reason", a.Disabled.Reason))
+	}
+	if d.observe != nil {
+		d.observe(a)
+	}
+}
+
+// Flush waits until every delivery accepted before it was called is
+// delivered, dead or dropped (its registration deleted), chunk delays and
+// retries included, or until ctx is done.
+func (d *Dispatcher) Flush(ctx context.Context) error {
+	d.mu.Lock()
+	seen := map[*call]bool{}
+	var waits []chan struct{}
+	for _, c := range d.calls {
+		if !seen[c] {
+			seen[c] = true
+			waits = append(waits, c.done)
+		}
+	}
+	closed := d.closed
+	d.mu.Unlock()
+	if closed && len(waits) > 0 {
+		// Nothing will deliver them now: they stay in the Queue.
+		return ErrClosed
+	}
 	for _, w := range waits {
 		select {
 		case <-w:
@@ -335,34 +686,60 @@ func (d *Dispatcher) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Close stops accepting events and waits, like Flush, for what was
-// accepted. If ctx ends first, it abandons the rest: requests in flight are
-// cancelled, and every chunk not delivered is reported as failed. Either
-// way no goroutine of the Dispatcher is left when it returns. It closes the
-// default Transport, never one from Config.
+// Dead returns the deliveries to the registration webhookID that will not
+// be tried again, oldest first, as the Queue keeps them.
+func (d *Dispatcher) Dead(ctx context.Context, webhookID string) ([]*Delivery, error) {
+	return d.queue.Dead(ctx, webhookID)
+}
+
+// Redeliver sends dead deliveries of the registration webhookID again,
+// with a fresh retry schedule: the one with deliveryID, or all of them when
+// deliveryID is "". It returns how many; a deliveryID that names no dead
+// delivery of webhookID is an error that wraps ErrNotFound. A registration
+// that is still disabled gets nothing: its deliveries go back to the dead.
+func (d *Dispatcher) Redeliver(ctx context.Context, webhookID, deliveryID string) (int, error) {
+	d.mu.Lock()
+	closed := d.closed
+	d.mu.Unlock()
+	if closed {
+		return 0, ErrClosed
+	}
+	n, err := d.queue.Revive(ctx, webhookID, deliveryID, d.clock.Now())
+	if n > 0 {
+		d.poke()
+	}
+	return n, err
+}
+
+// Close stops accepting events, lets the requests in flight finish until
+// ctx ends, then cancels them; what is still pending stays in the Queue,
+// for a durable Queue to deliver later (call Flush first to wait for it).
+// Either way no goroutine of the Dispatcher is left when it returns. It
+// closes the default Transport, never one from Config, and returns ctx's
+// error if ctx ended first.
 func (d *Dispatcher) Close(ctx context.Context) error {
 	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
 	d.closed = true
 	d.mu.Unlock()
-	err := d.Flush(ctx)
-	if err != nil {
+	d.intake.Wait()
+	close(d.stop)
+	done := make(chan struct{})
+	go func() {
+		d.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
 		d.cancel()
-		d.mu.Lock()
-		var abandoned []*chunk
-		for ch, stop := range d.timers {
-			delete(d.timers, ch)
-			if stop() {
-				d.wg.Done() // its fire will never run
-			}
-			abandoned = append(abandoned, ch)
-			d.doneLocked(ch)
-		}
-		d.mu.Unlock()
-		for _, ch := range abandoned {
-			d.fail(ch.failure(0, errClosedEarly))
-		}
+		<-done
 	}
-	d.wg.Wait()
 	d.cancel()
 	if d.own != nil {
 		d.own.Close()

@@ -16,11 +16,12 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
 
 func TestDispatchWithoutSignatureSendsNoSignatureHeader(t *testing.T) {
 	rcv := newReceiver(t)
-	r := NewRegistry()
+	r := newTestRegistry()
 	mustCreate(t, r, Webhook{URL: rcv.URL, Events: []string{"*"}})
 	d := newTestDispatcher(t, r, Config{})
 	dispatch(t, d, Event{Name: "Lead.Lost", Data: account, Time: time.Date(2026, 1, 2, 3, 4, 5, 6000, time.FixedZone("CET", 3600))})
@@ -34,7 +35,7 @@ func TestDispatchWithoutSignatureSendsNoSignatureHeader(t *testing.T) {
 func TestDispatchRefusesBadEventsWithoutDeliveringAny(t *testing.T) {
 	ctx := context.Background()
 	rcv := newReceiver(t)
-	r := NewRegistry()
+	r := newTestRegistry()
 	mustCreate(t, r, Webhook{URL: rcv.URL, Events: []string{"*"}})
 	d := newTestDispatcher(t, r, Config{})
 
@@ -70,10 +71,10 @@ func TestDispatchDropsWaitingChunksOfADeletedRegistration(t *testing.T) {
 	ctx := context.Background()
 	rcv := newReceiver(t)
 	clock := newFakeClock()
-	r := NewRegistry()
+	r := newTestRegistry()
 	w := mustCreate(t, r, Webhook{URL: rcv.URL, Events: []string{"*"}, Options: Options{ChunkSize: 1, ChunkDelay: 60}})
-	var got failures
-	d := newTestDispatcher(t, r, Config{Clock: clock, OnFailure: got.add})
+	var got attempts
+	d := newTestDispatcher(t, r, Config{Clock: clock, Observer: got.add})
 	require.NoError(t, d.Dispatch(ctx, Event{Name: "Task.Create", Data: account}, Event{Name: "Task.Update", Data: account}))
 	require.Equal(t, "Task.Create", decodeItems(t, rcv.next(t).Body)[0].Event, "chunk 0 goes at once")
 
@@ -81,7 +82,8 @@ func TestDispatchDropsWaitingChunksOfADeletedRegistration(t *testing.T) {
 	clock.Advance(time.Minute)
 	require.NoError(t, d.Flush(ctx))
 	require.Empty(t, rcv.drain(), "chunk 1 of a deleted registration is not sent")
-	require.Empty(t, got.list(), "nor reported as a failure: nobody is waiting for it")
+	require.Len(t, got.list(), 1, "chunk 0's attempt only")
+	require.Empty(t, got.failed(), "chunk 1 is not reported as a failure: nobody is waiting for it")
 }
 
 func TestDispatchReportsFailedDeliveries(t *testing.T) {
@@ -94,42 +96,46 @@ func TestDispatchReportsFailedDeliveries(t *testing.T) {
 	gone := httptest.NewServer(http.NotFoundHandler())
 	gone.Close() // nothing listens there any more
 
-	r := NewRegistry()
+	r := newTestRegistry()
 	okHook := mustCreate(t, r, Webhook{URL: ok.URL, Events: []string{"*"}})
 	failHook := mustCreate(t, r, Webhook{URL: failing.URL, Events: []string{"*"}})
 	redirHook := mustCreate(t, r, Webhook{URL: redirect.URL, Events: []string{"*"}})
 	goneHook := mustCreate(t, r, Webhook{URL: gone.URL, Events: []string{"*"}})
-	var got failures
-	d := newTestDispatcher(t, r, Config{OnFailure: got.add, Logger: quietLogger()})
+	var got attempts
+	d := newTestDispatcher(t, r, Config{Observer: got.add, Logger: quietLogger(), RetrySchedule: []time.Duration{}})
 
 	dispatch(t, d, Event{ID: "ev-1", Name: "Account.Create", Data: account})
 	require.Len(t, ok.drain(), 1, "one failing receiver does not stop the others")
 	require.Len(t, failing.drain(), 1)
 	require.Empty(t, target.drain(), "redirects are not followed")
 
-	byHook := map[string]*DeliveryError{}
-	for _, e := range got.list() {
-		byHook[e.WebhookID] = e
+	byHook := map[string]Attempt{}
+	for _, a := range got.list() {
+		byHook[a.WebhookID] = a
 	}
-	require.Len(t, byHook, 3)
-	require.NotContains(t, byHook, okHook.ID)
+	require.Len(t, byHook, 4)
+	require.NoError(t, byHook[okHook.ID].Err)
+	require.Equal(t, http.StatusOK, byHook[okHook.ID].StatusCode)
 	require.Equal(t, http.StatusInternalServerError, byHook[failHook.ID].StatusCode)
 	require.Equal(t, []string{"ev-1"}, byHook[failHook.ID].EventIDs)
 	require.Equal(t, failing.URL, byHook[failHook.ID].URL)
 	require.Equal(t, http.StatusFound, byHook[redirHook.ID].StatusCode)
+	require.Error(t, byHook[redirHook.ID].Err, "a 3xx is a failure")
 	require.Equal(t, 0, byHook[goneHook.ID].StatusCode)
-	var de *DeliveryError
-	require.ErrorAs(t, error(byHook[goneHook.ID]), &de)
-	require.Error(t, de.Unwrap())
+	require.Error(t, byHook[goneHook.ID].Err)
+	for _, id := range []string{failHook.ID, redirHook.ID, goneHook.ID} {
+		require.True(t, byHook[id].Dead, "without retries a failed delivery is dead at once")
+		require.Equal(t, 1, byHook[id].Attempt)
+	}
 }
 
 func TestDispatchLogsFailuresThroughSlog(t *testing.T) {
 	failing := newReceiver(t)
 	failing.status.Store(http.StatusServiceUnavailable)
-	r := NewRegistry()
+	r := newTestRegistry()
 	hook := mustCreate(t, r, Webhook{URL: failing.URL, Events: []string{"*"}})
 	var buf syncBuffer
-	d := newTestDispatcher(t, r, Config{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	d := newTestDispatcher(t, r, Config{Logger: slog.New(slog.NewTextHandler(&buf, nil)), RetrySchedule: []time.Duration{}})
 	dispatch(t, d, Event{Name: "Account.Create", Data: account})
 	line := buf.String()
 	require.Contains(t, line, "level=WARN")
@@ -173,7 +179,7 @@ func blockingReceiver(t *testing.T) (srv *httptest.Server, entered chan struct{}
 func TestDispatchSlowReceiverHoldsUpOnlyItself(t *testing.T) {
 	slow, entered, release := blockingReceiver(t)
 	fast := newReceiver(t)
-	r := NewRegistry()
+	r := newTestRegistry()
 	mustCreate(t, r, Webhook{URL: slow.URL, Events: []string{"*"}})
 	mustCreate(t, r, Webhook{URL: fast.URL, Events: []string{"*"}})
 	d := newTestDispatcher(t, r, Config{})
@@ -189,55 +195,43 @@ func TestDispatchSlowReceiverHoldsUpOnlyItself(t *testing.T) {
 	require.NoError(t, d.Flush(ctx))
 }
 
-// requireNoDispatcherGoroutine fails when a goroutine runs this
-// package's Dispatcher code. A goroutine that has called wg.Done may still
-// be returning when Close does, so it looks a few times, as goleak does.
-func requireNoDispatcherGoroutine(t *testing.T) {
-	t.Helper()
-	var left []string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); runtime.Gosched() {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		left = left[:0]
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "crmhook/webhook.(*Dispatcher)") {
-				left = append(left, g)
-			}
-		}
-		if len(left) == 0 {
-			return
-		}
-	}
-	t.Fatalf("goroutines left after Close:\n%s", strings.Join(left, "\n\n"))
-}
-
-func TestCloseFinishesAcceptedWorkAndLeavesNoGoroutine(t *testing.T) {
+func TestCloseLetsInFlightFinishKeepsPendingAndLeavesNoGoroutine(t *testing.T) {
 	ctx := context.Background()
 	slow, entered, release := blockingReceiver(t)
-	rec := &Recorder{}
 	clock := newFakeClock()
-	r := NewRegistry()
-	mustCreate(t, r, Webhook{URL: slow.URL, Events: []string{"*"}})
-	mustCreate(t, r, Webhook{URL: "https://example.com/delayed", Events: []string{"*"}, Options: Options{ChunkSize: 1, ChunkDelay: 10}})
-	d, err := NewDispatcher(r, Config{Clock: clock})
+	q := NewMemoryQueue(0)
+	r := newTestRegistry()
+	mustCreate(t, r, Webhook{URL: slow.URL, Events: []string{"*"}, Options: Options{ChunkSize: 1, ChunkDelay: 10}})
+	tr := NewHTTPTransport(HTTPConfig{AddressPolicy: loopback})
+	t.Cleanup(func() { tr.Close() })
+	var got attempts
+	// Taken after the receivers started: what goleak reports is the Dispatcher's.
+	ignore := goleak.IgnoreCurrent()
+	d, err := NewDispatcher(r, Config{Clock: clock, Queue: q, Transport: tr, Observer: got.add})
 	require.NoError(t, err)
-	d.transport = transportFunc(func(ctx context.Context, req *Request) (*Response, error) {
-		if strings.HasPrefix(req.URL, "https://example.com/") {
-			return rec.Send(ctx, req)
-		}
-		return d.own.Send(ctx, req)
-	})
-	require.NoError(t, d.Dispatch(ctx, Event{Name: "Task.Create", Data: account}, Event{Name: "Task.Update", Data: account}))
+	require.NoError(t, d.Dispatch(ctx, Event{ID: "now", Name: "Task.Create", Data: account},
+		Event{ID: "later", Name: "Task.Update", Data: account}))
 	<-entered
 
 	closed := make(chan error, 1)
 	go func() { closed <- d.Close(ctx) }()
-	require.ErrorIs(t, waitClosed(d, ctx), ErrClosed, "Close stops accepting at once")
+	require.ErrorIs(t, waitClosed(d, ctx), ErrClosed, "Close stops intake at once")
 	close(release)
-	clock.Advance(10 * time.Second)
 	require.NoError(t, <-closed)
-	require.Len(t, rec.Requests(), 2, "the delayed chunk went out before Close returned")
-	requireNoDispatcherGoroutine(t)
+	tr.Close()
+	goleak.VerifyNone(t, ignore)
+
+	a := got.list()
+	require.Len(t, a, 1)
+	require.NoError(t, a[0].Err, "the request in flight finished")
+	require.Equal(t, []string{"now"}, a[0].EventIDs)
+	// The delayed chunk was not due: it stays in the Queue, as it was.
+	pending, err := q.Claim(ctx, clock.Now().Add(10*time.Second), 10, time.Minute, nil)
+	require.NoError(t, err)
+	require.Len(t, pending, 1)
+	require.Equal(t, []string{"later"}, pending[0].EventIDs)
+	require.Zero(t, pending[0].Attempts)
+	require.Zero(t, clock.armed(), "no timer is left either")
 }
 
 // waitClosed dispatches until d refuses; Close sets the flag first thing,
@@ -254,42 +248,49 @@ func waitClosed(d *Dispatcher, ctx context.Context) error {
 	}
 }
 
-type transportFunc func(ctx context.Context, req *Request) (*Response, error)
-
-func (f transportFunc) Send(ctx context.Context, req *Request) (*Response, error) { return f(ctx, req) }
-
-func TestCloseGivesUpWhenItsContextEnds(t *testing.T) {
+func TestCloseCancelsInFlightWhenItsContextEnds(t *testing.T) {
 	slow, entered, _ := blockingReceiver(t)
 	clock := newFakeClock()
-	r := NewRegistry()
-	blocked := mustCreate(t, r, Webhook{URL: slow.URL, Events: []string{"*"}, Options: Options{ChunkSize: 1, ChunkDelay: 3600}})
-	var got failures
-	d, err := NewDispatcher(r, Config{Clock: clock, OnFailure: got.add, Logger: quietLogger()})
+	q := NewMemoryQueue(0)
+	r := newTestRegistry()
+	mustCreate(t, r, Webhook{URL: slow.URL, Events: []string{"*"}})
+	tr := NewHTTPTransport(HTTPConfig{AddressPolicy: loopback})
+	t.Cleanup(func() { tr.Close() })
+	var got attempts
+	ignore := goleak.IgnoreCurrent()
+	d, err := NewDispatcher(r, Config{Clock: clock, Queue: q, Transport: tr, Observer: got.add, Logger: quietLogger()})
 	require.NoError(t, err)
-	require.NoError(t, d.Dispatch(context.Background(),
-		Event{ID: "now", Name: "Task.Create", Data: account}, Event{ID: "later", Name: "Task.Update", Data: account}))
+	require.NoError(t, d.Dispatch(context.Background(), Event{ID: "stuck", Name: "Task.Create", Data: account}))
 	<-entered
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	require.ErrorIs(t, d.Close(ctx), context.Canceled)
-	requireNoDispatcherGoroutine(t)
-	require.Zero(t, clock.armed(), "the waiting chunk's timer is stopped")
+	tr.Close()
+	goleak.VerifyNone(t, ignore)
 
-	// Nothing accepted is lost silently: both chunks are reported.
-	var ids []string
-	for _, e := range got.list() {
-		require.Equal(t, blocked.ID, e.WebhookID)
-		ids = append(ids, e.EventIDs...)
-	}
-	require.ElementsMatch(t, []string{"now", "later"}, ids)
+	a := got.list()
+	require.Len(t, a, 1)
+	require.ErrorIs(t, a[0].Err, ErrClosed)
+	require.False(t, a[0].Dead)
+	// Nothing accepted is lost: the cancelled attempt does not count, and
+	// the delivery waits in the Queue for the next Dispatcher.
+	pending, err := q.Claim(context.Background(), clock.Now(), 10, time.Minute, nil)
+	require.NoError(t, err)
+	require.Len(t, pending, 1)
+	require.Equal(t, []string{"stuck"}, pending[0].EventIDs)
+	require.Zero(t, pending[0].Attempts)
 	require.ErrorIs(t, d.Dispatch(context.Background(), Event{Name: "Task.Create", Data: account}), ErrClosed)
 	require.NoError(t, d.Close(context.Background()), "a second Close is harmless")
 }
 
+type transportFunc func(ctx context.Context, req *Request) (*Response, error)
+
+func (f transportFunc) Send(ctx context.Context, req *Request) (*Response, error) { return f(ctx, req) }
+
 func TestDispatchIsSafeForSimultaneousUse(t *testing.T) {
 	rec := &Recorder{}
-	r := NewRegistry()
+	r := newTestRegistry()
 	for i := range 5 {
 		mustCreate(t, r, Webhook{URL: fmt.Sprintf("https://example.com/%d", i), Events: []string{"Account.*"}, Options: Options{ChunkSize: 3}})
 	}
@@ -319,7 +320,7 @@ func TestDispatchIsSafeForSimultaneousUse(t *testing.T) {
 
 func TestDispatchAssignsEventIDs(t *testing.T) {
 	rec := &Recorder{}
-	r := NewRegistry()
+	r := newTestRegistry()
 	mustCreate(t, r, Webhook{URL: "https://example.com/h", Events: []string{"*"}})
 	d := newTestDispatcher(t, r, Config{Transport: rec})
 	dispatch(t, d, Event{Name: "Task.Create", Data: account}, Event{ID: "mine", Name: "Task.Create", Data: account})
@@ -332,7 +333,7 @@ func TestDispatchAssignsEventIDs(t *testing.T) {
 func TestDispatchKeepsNoReferenceToTheCallersBuffers(t *testing.T) {
 	rec := &Recorder{}
 	clock := newFakeClock()
-	r := NewRegistry()
+	r := newTestRegistry()
 	mustCreate(t, r, Webhook{URL: "https://example.com/h", Events: []string{"*"}, Options: Options{ChunkSize: 1, ChunkDelay: 1}})
 	d := newTestDispatcher(t, r, Config{Transport: rec, Clock: clock})
 	buf := []byte(`{"id":"a1"}`)
@@ -353,21 +354,21 @@ func TestNewDispatcherNeedsARegistry(t *testing.T) {
 
 func TestDispatchSurvivesAPanickingTransport(t *testing.T) {
 	rec := &Recorder{}
-	r := NewRegistry()
+	r := newTestRegistry()
 	bad := mustCreate(t, r, Webhook{URL: "https://panic.example/", Events: []string{"*"}})
 	mustCreate(t, r, Webhook{URL: "https://fine.example/", Events: []string{"*"}})
-	var got failures
+	var got attempts
 	tr := transportFunc(func(ctx context.Context, req *Request) (*Response, error) {
 		if req.WebhookID == bad.ID {
 			panic("host bug")
 		}
 		return rec.Send(ctx, req)
 	})
-	d := newTestDispatcher(t, r, Config{Transport: tr, OnFailure: got.add, Logger: quietLogger()})
+	d := newTestDispatcher(t, r, Config{Transport: tr, Observer: got.add, Logger: quietLogger(), RetrySchedule: []time.Duration{}})
 	dispatch(t, d, Event{Name: "Account.Create", Data: account})
 	require.Len(t, rec.Requests(), 1)
-	failed := got.list()
+	failed := got.failed()
 	require.Len(t, failed, 1)
 	require.Equal(t, bad.ID, failed[0].WebhookID)
-	require.ErrorContains(t, failed[0], "panic: host bug")
+	require.ErrorContains(t, failed[0].Err, "panic: host bug")
 }

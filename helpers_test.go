@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -182,9 +183,28 @@ func mustCreate(t testing.TB, r *Registry, w Webhook) Webhook {
 	return got
 }
 
+// loopback lets tests register and reach their httptest receivers, which
+// listen on 127.0.0.1; every other refused address stays refused.
+var loopback = AddressPolicy{AllowedPrefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+
+// newTestRegistry returns a Registry that accepts the URLs of httptest
+// receivers.
+func newTestRegistry() *Registry {
+	r := NewRegistry()
+	r.Addresses = loopback
+	return r
+}
+
 // newTestDispatcher returns a Dispatcher that is closed when the test ends.
+// Without a Transport in cfg it gets the default one, allowed to reach the
+// test's receivers.
 func newTestDispatcher(t testing.TB, r *Registry, cfg Config) *Dispatcher {
 	t.Helper()
+	if cfg.Transport == nil {
+		tr := NewHTTPTransport(HTTPConfig{AddressPolicy: loopback})
+		t.Cleanup(func() { tr.Close() })
+		cfg.Transport = tr
+	}
 	d, err := NewDispatcher(r, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -216,22 +236,33 @@ func matchURLs(t testing.TB, m *Matcher, e Event) []string {
 	return urls
 }
 
-// failures collects what Config.OnFailure reports.
-type failures struct {
-	mu   sync.Mutex
-	errs []*DeliveryError
+// attempts collects what Config.Observer sees.
+type attempts struct {
+	mu  sync.Mutex
+	all []Attempt
 }
 
-func (f *failures) add(e *DeliveryError) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.errs = append(f.errs, e)
+func (o *attempts) add(a Attempt) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.all = append(o.all, a)
 }
 
-func (f *failures) list() []*DeliveryError {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]*DeliveryError(nil), f.errs...)
+func (o *attempts) list() []Attempt {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]Attempt(nil), o.all...)
+}
+
+// failed returns the attempts that failed.
+func (o *attempts) failed() []Attempt {
+	var out []Attempt
+	for _, a := range o.list() {
+		if a.Err != nil {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -239,7 +270,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 func TestDispatchDeliversSignedPayloadToReceiver(t *testing.T) {
 	rcv := newReceiver(t)
 	clock := newFakeClock()
-	r := NewRegistry()
+	r := newTestRegistry()
 	hook := mustCreate(t, r, Webhook{Space: "team-1", URL: rcv.URL + "/hooks/crm?tenant=1", Events: []string{"Account.Create"},
 		Signature: testSignature})
 	d := newTestDispatcher(t, r, Config{Clock: clock})

@@ -73,6 +73,9 @@ func (m *Matcher) match(ev *event, dst []*registration) []*registration {
 
 // fires applies a registration's per-event conditions, cheapest first.
 func (reg *registration) fires(ev *event) bool {
+	if reg.hook.Disabled != nil {
+		return false
+	}
 	if ev.SkipKey != "" && slices.Contains(reg.skipKeys, ev.SkipKey) {
 		return false
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"unicode/utf8"
 
@@ -34,7 +35,7 @@ func projContact(t testing.TB) json.RawMessage {
 func projSend(t *testing.T, opts Options, cfg Config, events ...Event) []item {
 	t.Helper()
 	rcv := newReceiver(t)
-	r := NewRegistry()
+	r := newTestRegistry()
 	mustCreate(t, r, Webhook{Space: events[0].Space, URL: rcv.URL, Events: []string{"Contact.*", "CustomEntity.*"},
 		Options: opts})
 	d := newTestDispatcher(t, r, cfg)
@@ -476,7 +477,7 @@ func TestProjectExpand(t *testing.T) {
 func TestProjectExpandForEveryRegistration(t *testing.T) {
 	const n = 4
 	exp := &projExpander{answer: projAddFields(map[string]string{"Contact": `{"owner":{"id":"u1","name":"Petr"}}`})}
-	r := NewRegistry()
+	r := newTestRegistry()
 	rcvs := make([]*receiver, n)
 	for i := range rcvs {
 		rcvs[i] = newReceiver(t)
@@ -551,14 +552,12 @@ func TestProjectExpandFailureIsAFailedDelivery(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rcv := newReceiver(t)
-			r := NewRegistry()
+			r := newTestRegistry()
 			hook := mustCreate(t, r, Webhook{URL: rcv.URL, Events: []string{"Contact.*"}, Options: Options{
 				Entity:        map[string]EntityOptions{"Contact": {Expand: []string{"primary_account"}}},
 				RelatedEntity: &EntityOptions{Expand: []string{"contact"}},
 			}})
-			var failed failures
-			d := newTestDispatcher(t, r, Config{Expander: &projExpander{answer: tt.answer}, OnFailure: failed.add,
-				Logger: quietLogger()})
+			d := newTestDispatcher(t, r, Config{Expander: &projExpander{answer: tt.answer}, Logger: quietLogger()})
 			events := []Event{
 				{ID: "ev-1", Name: "Contact.Update", Data: json.RawMessage(`{"id":"c1"}`)},
 				{ID: "ev-2", Name: "Contact.Update", Data: json.RawMessage(`{"id":"c2"}`)},
@@ -567,65 +566,60 @@ func TestProjectExpandFailureIsAFailedDelivery(t *testing.T) {
 				events[1] = Event{ID: "ev-2", Name: "Contact.DocumentLinked", Data: json.RawMessage(`{"id":"c2"}`),
 					Related: json.RawMessage(`{"id":"d1"}`), RelatedEntity: "CloudObject"}
 			}
-			dispatch(t, d, events...)
-
-			require.Empty(t, rcv.drain(), "a chunk whose expansion failed must not be sent")
-			errs := failed.list()
-			require.Len(t, errs, 1)
-			var de *DeliveryError
-			require.True(t, errors.As(errs[0], &de), "OnFailure got %T", errs[0])
-			want := &DeliveryError{WebhookID: hook.ID, URL: rcv.URL, EventIDs: []string{"ev-1", "ev-2"}}
-			if d := cmp.Diff(want, de, cmpopts.IgnoreFields(DeliveryError{}, "Err")); d != "" {
-				t.Fatalf("DeliveryError (-want +got):\n%s", d)
-			}
-			require.Error(t, de.Err)
+			ctx := context.Background()
+			err := d.Dispatch(ctx, events...)
+			require.Error(t, err, "the Expander runs in Dispatch, so Dispatch reports its failure")
+			require.ErrorContains(t, err, "webhook "+hook.ID)
 			if tt.wantErr != nil {
-				require.ErrorIs(t, de, tt.wantErr)
+				require.ErrorIs(t, err, tt.wantErr)
 			}
+			require.NoError(t, d.Flush(ctx))
+			require.Empty(t, rcv.drain(), "a refused call delivers nothing")
 		})
 	}
 }
 
-func TestProjectExpandFailureLosesOnlyItsChunk(t *testing.T) {
+func TestProjectExpandFailureRefusesTheWholeCall(t *testing.T) {
 	rcv := newReceiver(t)
-	r := NewRegistry()
+	r := newTestRegistry()
 	hook := mustCreate(t, r, Webhook{URL: rcv.URL, Events: []string{"Contact.*"}, Options: Options{
 		ChunkSize: 1,
 		Entity:    map[string]EntityOptions{"Contact": {Expand: []string{"owner"}}},
 	}})
+	var down atomic.Bool
+	down.Store(true)
 	exp := &projExpander{answer: func(req ExpandRequest) (json.RawMessage, error) {
-		if gjson.GetBytes(req.Record, "id").Str == "bad" {
+		if gjson.GetBytes(req.Record, "id").Str == "bad" && down.Load() {
 			return nil, errProjCRMDown
 		}
 		return projAddFields(map[string]string{"Contact": `{"owner":{"id":"u1"}}`})(req)
 	}}
-	var failed failures
-	d := newTestDispatcher(t, r, Config{Expander: exp, OnFailure: failed.add, Logger: quietLogger()})
-	dispatch(t, d,
-		Event{ID: "ev-good-1", Name: "Contact.Update", Data: json.RawMessage(`{"id":"good-1"}`)},
-		Event{ID: "ev-bad", Name: "Contact.Update", Data: json.RawMessage(`{"id":"bad"}`)},
-		Event{ID: "ev-good-2", Name: "Contact.Update", Data: json.RawMessage(`{"id":"good-2"}`)})
+	d := newTestDispatcher(t, r, Config{Expander: exp, Logger: quietLogger()})
+	events := []Event{
+		{ID: "ev-good-1", Name: "Contact.Update", Data: json.RawMessage(`{"id":"good-1"}`)},
+		{ID: "ev-bad", Name: "Contact.Update", Data: json.RawMessage(`{"id":"bad"}`)},
+		{ID: "ev-good-2", Name: "Contact.Update", Data: json.RawMessage(`{"id":"good-2"}`)},
+	}
+	ctx := context.Background()
+	err := d.Dispatch(ctx, events...)
+	require.ErrorIs(t, err, errProjCRMDown)
+	require.ErrorContains(t, err, "event 1 (ev-bad) for webhook "+hook.ID)
+	require.NoError(t, d.Flush(ctx))
+	require.Empty(t, rcv.drain(), "a refused call delivers nothing, so calling again sends no duplicate")
 
+	down.Store(false)
+	dispatch(t, d, events...)
 	var got []string
 	for _, req := range rcv.drain() {
 		for _, it := range decodeItems(t, req.Body) {
 			got = append(got, string(it.Entity))
 		}
 	}
-	want := []string{`{"id":"good-1","owner":{"id":"u1"}}`, `{"id":"good-2","owner":{"id":"u1"}}`}
+	want := []string{`{"id":"good-1","owner":{"id":"u1"}}`, `{"id":"bad","owner":{"id":"u1"}}`, `{"id":"good-2","owner":{"id":"u1"}}`}
 	require.Len(t, got, len(want))
 	for i := range want {
 		require.JSONEq(t, want[i], got[i])
 	}
-	errs := failed.list()
-	require.Len(t, errs, 1)
-	var de *DeliveryError
-	require.ErrorAs(t, errs[0], &de)
-	require.Equal(t, hook.ID, de.WebhookID)
-	if d := cmp.Diff([]string{"ev-bad"}, de.EventIDs); d != "" {
-		t.Fatalf("EventIDs (-want +got):\n%s", d)
-	}
-	require.ErrorIs(t, de, errProjCRMDown)
 }
 
 func TestProjectRelatedEntity(t *testing.T) {
@@ -765,7 +759,7 @@ func TestProjectOptionsRefusedAtRegistration(t *testing.T) {
 			if tt.json != "" {
 				require.NoError(t, json.Unmarshal([]byte(tt.json), &opts))
 			}
-			r := NewRegistry()
+			r := newTestRegistry()
 			_, err := r.Create(context.Background(), Webhook{URL: "https://example.com/hooks",
 				Events: []string{"Contact.*"}, Options: opts})
 			require.ErrorIs(t, err, ErrInvalid)
@@ -983,7 +977,7 @@ func (f expanderFunc) Expand(ctx context.Context, req ExpandRequest) (json.RawMe
 
 func TestProjectExpanderCannotChangeTheRegistration(t *testing.T) {
 	rcv := newReceiver(t)
-	r := NewRegistry()
+	r := newTestRegistry()
 	hook := mustCreate(t, r, Webhook{URL: rcv.URL, Events: []string{"Contact.*"},
 		Options: Options{Entity: map[string]EntityOptions{"Contact": {Expand: []string{"owner"}}}}})
 	scribble := expanderFunc(func(_ context.Context, req ExpandRequest) (json.RawMessage, error) {

@@ -26,6 +26,11 @@ type Registry struct {
 	// Now returns the time stamped on Created and Modified; nil means
 	// time.Now. Set it before the Registry is first used.
 	Now func() time.Time
+	// Addresses refuses, at registration, a URL whose host is a refused
+	// IP literal or localhost, for the reason the HTTPTransport would give
+	// when dialling. Give it the policy of the HTTPTransport; the zero
+	// value is the safe default. Set it before the Registry is first used.
+	Addresses AddressPolicy
 
 	mu     sync.RWMutex
 	events map[string]bool // the catalogue; requires mu
@@ -153,7 +158,7 @@ func (r *Registry) Update(ctx context.Context, w Webhook) (Webhook, error) {
 		return Webhook{}, invalid("space", "registration %s belongs to another space and cannot move", w.ID)
 	}
 	w = w.clone()
-	w.Space, w.Created = old.hook.Space, old.hook.Created
+	w.Space, w.Created, w.Disabled = old.hook.Space, old.hook.Created, nil
 	w.Modified = r.now().UTC().Truncate(time.Second)
 	reg, err := r.compile(w)
 	if err != nil {
@@ -215,12 +220,25 @@ func (r *Registry) lookup(id string) (*registration, error) {
 	return reg, nil
 }
 
-// current reports whether reg is still stored, or an update of it is.
-func (r *Registry) current(reg *registration) bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	_, ok := r.byID[reg.hook.ID]
-	return ok
+// disable marks the registration id disabled, unless it is gone or
+// disabled already; it returns the registration's new state, or nil when
+// nothing changed.
+func (r *Registry) disable(id, reason string, at time.Time) *Disabled {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur, ok := r.byID[id]
+	if !ok || cur.hook.Disabled != nil {
+		return nil
+	}
+	// Registrations are immutable once compiled: Match reads them without
+	// the lock. The copy shares the compiled rules, which never change.
+	reg := *cur
+	reg.hook.Disabled = &Disabled{At: at.UTC().Truncate(time.Second), Reason: reason}
+	r.index.remove(cur)
+	r.index.add(&reg)
+	r.byID[id] = &reg
+	dis := *reg.hook.Disabled
+	return &dis
 }
 
 // registration is the compiled, immutable form of a stored Webhook:
@@ -255,6 +273,11 @@ const maxChunkSize = 100
 func (r *Registry) compile(w Webhook) (*registration, error) {
 	if err := checkURL(w.URL); err != nil {
 		return nil, err
+	}
+	if err := r.Addresses.CheckURL(w.URL); err != nil {
+		fe := invalid("url", "%s", strings.TrimPrefix(err.Error(), "webhook: "))
+		fe.cause = err
+		return nil, fe
 	}
 	if w.Signature != "" && !isUUID(w.Signature) {
 		return nil, invalid("signature", "%q is not a UUID", w.Signature)

@@ -82,6 +82,7 @@ const (
 type FieldError struct {
 	Field  string
 	Reason string
+	cause  error // a sentinel besides ErrInvalid, such as ErrRefusedAddress
 }
 
 // Error returns "webhook: invalid <field>: <reason>".
@@ -89,8 +90,14 @@ func (e *FieldError) Error() string {
 	return "webhook: invalid " + e.Field + ": " + e.Reason
 }
 
-// Unwrap returns ErrInvalid.
-func (e *FieldError) Unwrap() error { return ErrInvalid }
+// Unwrap returns ErrInvalid, and the cause where there is one, such as
+// ErrRefusedAddress for a url.
+func (e *FieldError) Unwrap() []error {
+	if e.cause != nil {
+		return []error{ErrInvalid, e.cause}
+	}
+	return []error{ErrInvalid}
+}
 
 func invalid(field, format string, args ...any) *FieldError {
 	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
@@ -116,6 +123,17 @@ type Webhook struct {
 	Signature   string
 	Created     time.Time
 	Modified    time.Time
+	// Disabled is set when a Dispatcher gave up on the receiver: it
+	// answered 410 Gone, or it failed for too long. A disabled registration
+	// stays in the Registry and matches nothing; Update enables it again.
+	// Create keeps it, so that a host restores what it persisted.
+	Disabled *Disabled
+}
+
+// Disabled says when and why a registration was disabled.
+type Disabled struct {
+	At     time.Time
+	Reason string
 }
 
 // Options modify what a registration fires on and what it sends. Its JSON
@@ -186,6 +204,12 @@ type webhookJSON struct {
 	Signature   string          `json:"signature,omitempty"`
 	Created     string          `json:"created,omitempty"`
 	Modified    string          `json:"modified,omitempty"`
+	Disabled    *disabledJSON   `json:"disabled,omitempty"`
+}
+
+type disabledJSON struct {
+	At     string `json:"at"`
+	Reason string `json:"reason"`
 }
 
 // MarshalJSON writes w in Pipeliner's shape.
@@ -204,6 +228,9 @@ func (w Webhook) MarshalJSON() ([]byte, error) {
 	}
 	if !w.Modified.IsZero() {
 		j.Modified = w.Modified.UTC().Format(timeLayout)
+	}
+	if w.Disabled != nil {
+		j.Disabled = &disabledJSON{At: w.Disabled.At.UTC().Format(timeLayout), Reason: w.Disabled.Reason}
 	}
 	return json.Marshal(j)
 }
@@ -232,6 +259,13 @@ func (w *Webhook) UnmarshalJSON(b []byte) error {
 	}
 	*w = Webhook{ID: j.ID, Space: w.Space, URL: j.URL, Events: j.Events, Options: opts,
 		InsecureSSL: j.InsecureSSL, Signature: j.Signature, Created: created, Modified: modified}
+	if j.Disabled != nil {
+		at, err := parseTime("disabled.at", j.Disabled.At)
+		if err != nil {
+			return err
+		}
+		w.Disabled = &Disabled{At: at, Reason: j.Disabled.Reason}
+	}
 	return nil
 }
 
@@ -472,6 +506,10 @@ func (w Webhook) clone() Webhook {
 	}
 	o.SkipKeys = slices.Clone(o.SkipKeys)
 	o.CustomEntityAPIName = slices.Clone(o.CustomEntityAPIName)
+	if w.Disabled != nil {
+		dis := *w.Disabled
+		w.Disabled = &dis
+	}
 	return w
 }
 
