@@ -408,7 +408,13 @@ func (d *Dispatcher) run() {
 		}
 		stopTimer := func() bool { return false }
 		if ok {
-			stopTimer = d.clock.AfterFunc(next.Sub(now), d.poke)
+			// Measured from a fresh reading: time may have moved since the
+			// Claim, and a fake clock's timer only fires when it moves again.
+			wait := next.Sub(d.clock.Now())
+			if wait <= 0 {
+				continue
+			}
+			stopTimer = d.clock.AfterFunc(wait, d.poke)
 		}
 		select {
 		case <-d.wake:
