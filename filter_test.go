@@ -292,7 +292,7 @@ func (tc filterOpCase) webhook() Webhook {
 // requireFires registers w alone and checks whether e fires it.
 func requireFires(t *testing.T, w Webhook, e Event, fires bool) {
 	t.Helper()
-	r := NewRegistry()
+	r := newTestRegistry()
 	mustCreate(t, r, w)
 	want := []string{}
 	if fires {
@@ -469,7 +469,7 @@ func TestFilterRegistrationRejections(t *testing.T) {
 			if entity == "" {
 				entity = "Opportunity"
 			}
-			r := NewRegistry()
+			r := newTestRegistry()
 			_, err := r.Create(ctx, Webhook{URL: filterHookURL, Events: []string{"*"},
 				Options: Options{Entity: map[string]EntityOptions{entity: tc.opts}}})
 			list, lerr := r.List(ctx, "")
@@ -591,7 +591,7 @@ func TestOnFieldChange(t *testing.T) {
 
 func TestFilterDispatchDeliversOnlyPassingRecords(t *testing.T) {
 	rcv := newReceiver(t)
-	r := NewRegistry()
+	r := newTestRegistry()
 	hook := filterWebhook(map[string]string{"amount": `1000`}, map[string]string{"amount": "gte"})
 	hook.URL = rcv.URL + "/hook"
 	mustCreate(t, r, hook)
@@ -824,7 +824,7 @@ func BenchmarkMatchFiltered(b *testing.B) {
 			others = append(others, name)
 		}
 	}
-	r := NewRegistry()
+	r := newTestRegistry()
 	ctx := context.Background()
 	for i := range 1000 {
 		w := Webhook{URL: filterHookURL, Events: []string{others[i%len(others)]}}

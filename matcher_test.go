@@ -14,7 +14,7 @@ import (
 var account = json.RawMessage(`{"id":"a1","name":"Acme"}`)
 
 func TestMatchByEventName(t *testing.T) {
-	r := NewRegistry()
+	r := newTestRegistry()
 	for _, w := range []Webhook{
 		{URL: "https://example.com/exact", Events: []string{"Account.Create"}},
 		{URL: "https://example.com/entity", Events: []string{"Account.*"}},
@@ -48,7 +48,7 @@ func TestMatchByEventName(t *testing.T) {
 }
 
 func TestMatchNeverCrossesSpaces(t *testing.T) {
-	r := NewRegistry()
+	r := newTestRegistry()
 	mustCreate(t, r, Webhook{Space: "team-1", URL: "https://example.com/1", Events: []string{"*"}})
 	mustCreate(t, r, Webhook{Space: "team-2", URL: "https://example.com/2", Events: []string{"Account.Create"}})
 	mustCreate(t, r, Webhook{URL: "https://example.com/default", Events: []string{"Account.*"}})
@@ -65,7 +65,7 @@ func TestMatchNeverCrossesSpaces(t *testing.T) {
 }
 
 func TestMatchCustomEntityAPINames(t *testing.T) {
-	r := NewRegistry()
+	r := newTestRegistry()
 	mustCreate(t, r, Webhook{URL: "https://example.com/invoices", Events: []string{"CustomEntity.*"},
 		Options: Options{CustomEntityAPIName: []string{"CE_Invoice", "CE_Credit"}}})
 	mustCreate(t, r, Webhook{URL: "https://example.com/every-custom", Events: []string{"CustomEntity.Create"}})
@@ -93,7 +93,7 @@ func TestMatchCustomEntityAPINames(t *testing.T) {
 }
 
 func TestMatchSkipKeys(t *testing.T) {
-	r := NewRegistry()
+	r := newTestRegistry()
 	mustCreate(t, r, Webhook{URL: "https://example.com/skips", Events: []string{"Account.*"},
 		Options: Options{SkipKeys: []string{"gmail_sync", "my integration"}}})
 	mustCreate(t, r, Webhook{URL: "https://example.com/plain", Events: []string{"Account.*"}})
@@ -110,7 +110,7 @@ func TestMatchSkipKeys(t *testing.T) {
 }
 
 func TestMatchRefusesMalformedEvents(t *testing.T) {
-	m := NewMatcher(NewRegistry())
+	m := NewMatcher(newTestRegistry())
 	tests := []struct {
 		name  string
 		event Event
@@ -138,7 +138,7 @@ func TestMatchRefusesMalformedEvents(t *testing.T) {
 
 func TestMatchSeesRegistryChanges(t *testing.T) {
 	ctx := context.Background()
-	r := NewRegistry()
+	r := newTestRegistry()
 	m := NewMatcher(r)
 	w := mustCreate(t, r, Webhook{URL: "https://example.com/a", Events: []string{"Account.Create"}})
 	ev := Event{Name: "Account.Update", Data: account}
@@ -155,7 +155,7 @@ func TestMatchSeesRegistryChanges(t *testing.T) {
 }
 
 func TestMatchReturnsTheStoredRegistration(t *testing.T) {
-	r := NewRegistry()
+	r := newTestRegistry()
 	w := mustCreate(t, r, Webhook{URL: "https://example.com/a", Events: []string{"*"}, Signature: testSignature})
 	hooks, err := NewMatcher(r).Match(Event{Name: "Task.Comment", Data: account})
 	require.NoError(t, err)
@@ -171,7 +171,7 @@ func TestMatchReturnsTheStoredRegistration(t *testing.T) {
 // matchBench fills a registry with n registrations, ten a space (one for
 // each of ten entities), as a multi-tenant CRM has them.
 func matchBench(b *testing.B, n int) (*Registry, []*registration) {
-	r := NewRegistry()
+	r := newTestRegistry()
 	entities := []string{"Account", "Contact", "Opportunity", "Lead", "Task", "Email", "Appointment", "Product", "Memo", "Quote"}
 	actions := []string{"Create", "Update", "Delete"}
 	var all []*registration

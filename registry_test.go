@@ -89,7 +89,7 @@ func TestRegistryCreateRejectsInvalidRegistrations(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			r := NewRegistry()
+			r := newTestRegistry()
 			kept := mustCreate(t, r, validWebhook())
 			w := validWebhook()
 			tt.change(&w)
@@ -110,7 +110,7 @@ func TestRegistryCreateRejectsInvalidRegistrations(t *testing.T) {
 }
 
 func TestRegistryAcceptsChunkSizeBounds(t *testing.T) {
-	r := NewRegistry()
+	r := newTestRegistry()
 	for _, size := range []int{0, 1, 100} {
 		w := validWebhook()
 		w.Options.ChunkSize = size
@@ -122,7 +122,7 @@ func TestRegistryAcceptsChunkSizeBounds(t *testing.T) {
 func TestRegistryLifecycle(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 11, 26, 10, 0, 0, 700_000_000, time.UTC)
-	r := NewRegistry()
+	r := newTestRegistry()
 	r.Now = func() time.Time { return now }
 
 	created, err := r.Create(ctx, Webhook{Space: "team-1", URL: "https://example.com/a", Events: []string{"Account.Create"}})
@@ -169,7 +169,7 @@ func TestRegistryLifecycle(t *testing.T) {
 
 func TestRegistryUnknownIDIsNotFound(t *testing.T) {
 	ctx := context.Background()
-	r := NewRegistry()
+	r := newTestRegistry()
 	const id = "0b8a3e4c-2f1d-4c6e-9a7b-5d3c2e1f0a9b"
 	_, err := r.Get(ctx, id)
 	require.ErrorIs(t, err, ErrNotFound)
@@ -183,7 +183,7 @@ func TestRegistryUnknownIDIsNotFound(t *testing.T) {
 
 func TestRegistryUpdateNeverMovesSpace(t *testing.T) {
 	ctx := context.Background()
-	r := NewRegistry()
+	r := newTestRegistry()
 	w := validWebhook()
 	w.Space = "team-1"
 	stored := mustCreate(t, r, w)
@@ -206,7 +206,7 @@ func TestRegistryUpdateNeverMovesSpace(t *testing.T) {
 
 func TestRegistryKeepsItsOwnCopies(t *testing.T) {
 	ctx := context.Background()
-	r := NewRegistry()
+	r := newTestRegistry()
 	w := validWebhook()
 	w.Events = []string{"Contact.Create"}
 	w.Options.Entity = map[string]EntityOptions{"Contact": {LoadOnly: []string{"id"},
@@ -230,7 +230,7 @@ func TestRegistryKeepsItsOwnCopies(t *testing.T) {
 
 func TestRegistryCreateKeepsAGivenIDForRestores(t *testing.T) {
 	ctx := context.Background()
-	r := NewRegistry()
+	r := newTestRegistry()
 	w := validWebhook()
 	w.ID = "0b8a3e4c-2f1d-4c6e-9a7b-5d3c2e1f0a9b"
 	w.Created = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -254,7 +254,7 @@ func TestRegistryCatalogueIsPipelinersByDefault(t *testing.T) {
 	require.NoError(t, err)
 	names := strings.Fields(string(raw))
 	require.Len(t, names, 138)
-	r := NewRegistry()
+	r := newTestRegistry()
 	for _, name := range names {
 		w := validWebhook()
 		w.Events = []string{name}
@@ -265,7 +265,7 @@ func TestRegistryCatalogueIsPipelinersByDefault(t *testing.T) {
 
 func TestRegistryAddEventsExtendsTheCatalogue(t *testing.T) {
 	ctx := context.Background()
-	r := NewRegistry()
+	r := newTestRegistry()
 	w := validWebhook()
 	w.Events = []string{"Invoice.Paid"}
 	_, err := r.Create(ctx, w)
@@ -284,13 +284,13 @@ func TestRegistryAddEventsExtendsTheCatalogue(t *testing.T) {
 	}
 	// Another registry keeps Pipeliner's catalogue.
 	w.Events = []string{"Invoice.Paid"}
-	_, err = NewRegistry().Create(ctx, w)
+	_, err = newTestRegistry().Create(ctx, w)
 	requireFieldError(t, err, "events[0]")
 }
 
 func TestRegistryIsSafeForSimultaneousUse(t *testing.T) {
 	ctx := context.Background()
-	r := NewRegistry()
+	r := newTestRegistry()
 	m := NewMatcher(r)
 	const writers, each = 8, 50
 	var wg sync.WaitGroup
@@ -341,6 +341,6 @@ func TestRegistryIsSafeForSimultaneousUse(t *testing.T) {
 func TestRegistryHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := NewRegistry().Create(ctx, validWebhook())
+	_, err := newTestRegistry().Create(ctx, validWebhook())
 	require.ErrorIs(t, err, context.Canceled)
 }

@@ -86,7 +86,7 @@ func TestWebhookJSONRoundTripsPipelinerShape(t *testing.T) {
 		w.Options.Entity["Contact"].LoadOnly)
 
 	// A stored copy keeps everything, the given id and times included.
-	r := NewRegistry()
+	r := newTestRegistry()
 	stored := mustCreate(t, r, w)
 	out, err := json.Marshal(stored)
 	require.NoError(t, err)
@@ -156,7 +156,7 @@ func FuzzOptions(f *testing.F) {
 			requireFieldErrorAny(t, err)
 			return
 		}
-		stored, err := NewRegistry().Create(context.Background(), w)
+		stored, err := newTestRegistry().Create(context.Background(), w)
 		if err != nil {
 			requireFieldErrorAny(t, err)
 			return
@@ -223,7 +223,7 @@ func TestOptionsDocumentedExample(t *testing.T) {
 	})
 
 	t.Run("a registration with it is accepted and marshals back to the same JSON", func(t *testing.T) {
-		hook := mustCreate(t, NewRegistry(), Webhook{URL: "https://example.com/hooks",
+		hook := mustCreate(t, newTestRegistry(), Webhook{URL: "https://example.com/hooks",
 			Events: []string{"Contact.*", "Account.*"}, Options: opts})
 		got, err := json.Marshal(hook.Options)
 		require.NoError(t, err)
