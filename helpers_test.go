@@ -303,3 +303,10 @@ func TestDispatchDeliversSignedPayloadToReceiver(t *testing.T) {
 	require.Contains(t, string(req.Body), `"entity":`+data)
 	require.Empty(t, rcv.drain())
 }
+
+func mustList(t testing.TB, r *Registry) []Webhook {
+	t.Helper()
+	hooks, err := r.List(context.Background(), "")
+	require.NoError(t, err)
+	return hooks
+}

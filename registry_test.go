@@ -344,3 +344,67 @@ func TestRegistryHonoursContext(t *testing.T) {
 	_, err := newTestRegistry().Create(ctx, validWebhook())
 	require.ErrorIs(t, err, context.Canceled)
 }
+
+func TestRegistryRefusesInternalURLsWhenThePolicyIsOn(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct{ url, reason string }{
+		{"http://10.0.0.7/hook", "10.0.0.7 is private"},
+		{"http://169.254.169.254/latest/meta-data/", "169.254.169.254 is link-local"},
+		{"https://[::1]:8443/", "::1 is loopback"},
+		{"http://[::ffff:192.168.1.1]/", "192.168.1.1"},
+		{"http://localhost:8080/", "localhost"},
+		{"http://api.LOCALHOST./", "localhost"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			r := NewRegistry() // the policy is on by default
+			_, err := r.Create(ctx, Webhook{URL: tt.url, Events: []string{"*"}})
+			requireFieldError(t, err, "url")
+			require.ErrorIs(t, err, ErrRefusedAddress)
+			require.ErrorContains(t, err, tt.reason)
+			require.Empty(t, mustList(t, r))
+
+			open := NewRegistry()
+			open.Addresses = AddressPolicy{AllowPrivateNetworks: true}
+			mustCreate(t, open, Webhook{URL: tt.url, Events: []string{"*"}})
+		})
+	}
+	t.Run("an Update to an internal URL keeps the registration as it was", func(t *testing.T) {
+		r := NewRegistry()
+		w := mustCreate(t, r, Webhook{URL: "https://hooks.example.com/", Events: []string{"*"}})
+		w.URL = "http://127.0.0.1:9000/admin"
+		_, err := r.Update(ctx, w)
+		require.ErrorIs(t, err, ErrRefusedAddress)
+		got, err := r.Get(ctx, w.ID)
+		require.NoError(t, err)
+		require.Equal(t, "https://hooks.example.com/", got.URL)
+	})
+	t.Run("names are checked when dialling, not here", func(t *testing.T) {
+		mustCreate(t, NewRegistry(), Webhook{URL: "https://hooks.example.com/", Events: []string{"*"}})
+	})
+}
+
+func TestDisabledSurvivesJSONAndCreateButNotUpdate(t *testing.T) {
+	ctx := context.Background()
+	at := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+	w := Webhook{URL: "https://hooks.example.com/", Events: []string{"*"}, Disabled: &Disabled{At: at, Reason: "the receiver answered 410 Gone"}}
+	b, err := json.Marshal(w)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"disabled":{"at":"2026-11-20T08:00:00","reason":"the receiver answered 410 Gone"}`)
+	var back Webhook
+	require.NoError(t, json.Unmarshal(b, &back))
+	require.Equal(t, w.Disabled, back.Disabled)
+
+	r := newTestRegistry()
+	restored := mustCreate(t, r, back)
+	require.Equal(t, w.Disabled, restored.Disabled, "a host restores what it persisted")
+	require.Empty(t, matchURLs(t, NewMatcher(r), Event{Name: "Task.Create", Data: account}), "a disabled registration matches nothing")
+	listed := mustList(t, r)
+	require.Len(t, listed, 1, "but is listed")
+	require.NotNil(t, listed[0].Disabled)
+
+	updated, err := r.Update(ctx, restored)
+	require.NoError(t, err)
+	require.Nil(t, updated.Disabled, "an Update enables it again")
+	require.Equal(t, []string{w.URL}, matchURLs(t, NewMatcher(r), Event{Name: "Task.Create", Data: account}))
+}

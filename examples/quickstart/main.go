@@ -1,7 +1,8 @@
 // Quickstart walks through Pipeliner's webhook tutorial with no outside
 // service: it starts a local request bin, registers a signed webhook on
 // Account.Create, "creates an account", and prints the request the bin got
-// and whether its signature verifies.
+// and whether its signature verifies. The bin is down for the first
+// attempt, so the delivery is retried, with the same webhook-id.
 package main
 
 import (
@@ -11,10 +12,13 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/crmhook/webhook"
@@ -34,10 +38,16 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	// The request bin: keeps the first request it gets and answers 200.
+	// The request bin: answers 503 once, then keeps the first request it
+	// accepts and answers 200.
 	bin := make(chan received, 1)
+	var calls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		if calls.Add(1) == 1 {
+			http.Error(w, "briefly down", http.StatusServiceUnavailable)
+			return
+		}
 		select {
 		case bin <- received{r.Header.Clone(), body}:
 		default:
@@ -45,7 +55,12 @@ func main() {
 	}))
 	defer srv.Close()
 
+	// The bin listens on loopback, which the default policy refuses, so
+	// that a registered URL cannot reach the CRM's own network. Here it is
+	// allowed, and only it.
+	policy := webhook.AddressPolicy{AllowedPrefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
 	reg := webhook.NewRegistry()
+	reg.Addresses = policy
 	hook, err := reg.Create(ctx, webhook.Webhook{
 		URL:       srv.URL + "/bin",
 		Events:    []string{"Account.Create"},
@@ -56,7 +71,24 @@ func main() {
 	}
 	fmt.Printf("registered webhook %s on %v -> %s\n\n", hook.ID, hook.Events, hook.URL)
 
-	d, err := webhook.NewDispatcher(reg, webhook.Config{})
+	transport := webhook.NewHTTPTransport(webhook.HTTPConfig{AddressPolicy: policy})
+	defer transport.Close()
+	d, err := webhook.NewDispatcher(reg, webhook.Config{
+		Transport: transport,
+		// Standard Webhooks' schedule starts at 5 s; the tutorial is in a hurry.
+		RetrySchedule: []time.Duration{200 * time.Millisecond},
+		// The Observer below tells the story; the library's own log lines
+		// would repeat it.
+		Logger: slog.New(slog.DiscardHandler),
+		Observer: func(a webhook.Attempt) {
+			if a.Err != nil {
+				fmt.Printf("attempt %d of delivery %s failed: %v; retry at %s\n",
+					a.Attempt, a.DeliveryID, a.Err, a.RetryAt.Format(time.TimeOnly))
+				return
+			}
+			fmt.Printf("attempt %d of delivery %s: %d in %v\n\n", a.Attempt, a.DeliveryID, a.StatusCode, a.Duration.Round(time.Millisecond))
+		},
+	})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -69,7 +101,11 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// Close waits for the delivery.
+	// Flush waits for the delivery, retry included; Close then stops the
+	// Dispatcher's goroutines.
+	if err := d.Flush(ctx); err != nil {
+		log.Fatal(err)
+	}
 	if err := d.Close(ctx); err != nil {
 		log.Fatal(err)
 	}
