@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -34,45 +38,115 @@ type Request struct {
 type Response struct {
 	StatusCode int
 	Header     http.Header
-	Body       []byte // its first 64 KiB, for diagnostics
+	Body       []byte // its first HTTPConfig.MaxResponseBody bytes (64 KiB by default), for diagnostics
 }
 
-// maxResponseBody bounds what is read of an answer: receivers are to
-// answer quickly and briefly, and a large answer must not cost memory.
-const maxResponseBody = 64 << 10
+// Defaults of HTTPConfig.
+const (
+	// defaultTimeout is within the 15 to 30 seconds Standard Webhooks
+	// recommends.
+	defaultTimeout = 30 * time.Second
+	// defaultConnectTimeout is a third of it: a receiver that does not
+	// even accept a connection leaves time for nothing else.
+	defaultConnectTimeout = 10 * time.Second
+	// defaultMaxResponseBody bounds what is read of an answer: receivers
+	// are to answer quickly and briefly, and a large answer must not cost
+	// memory.
+	defaultMaxResponseBody = 64 << 10
+	// keepAlive is what net.Dialer and http.DefaultTransport use.
+	keepAlive = 30 * time.Second
+)
 
-// defaultTimeout bounds a request of the transport's own client, within
-// the 15 to 30 seconds Standard Webhooks recommends.
-const defaultTimeout = 30 * time.Second
-
-// HTTPConfig configures an HTTPTransport. The zero value is the default.
+// HTTPConfig configures an HTTPTransport. The zero value is the default:
+// the SSRF guard on, 30 second requests, 10 second connects, 64 KiB of
+// each answer kept. NewHTTPTransport reads it once.
 type HTTPConfig struct {
-	// Client sends the requests. nil means a client of the transport's own
-	// with a 30 second timeout. Its Timeout and Jar are kept; redirects are
-	// never followed, since a 3xx is a failed delivery. When its Transport
-	// is an *http.Transport (or nil, meaning http.DefaultTransport), the
-	// HTTPTransport sends through two clones of it, one that verifies TLS
-	// certificates and one for insecure_ssl registrations, and leaves the
-	// original alone. Any other RoundTripper is used as it is, and then
-	// decides about certificates itself.
+	// Client sends the requests. nil means a client of the transport's own.
+	// Its Timeout and Jar are kept; redirects are never followed, since a
+	// 3xx is a failed delivery, and so a redirect cannot lead past the
+	// AddressPolicy either. When its Transport is an *http.Transport (or
+	// nil, meaning http.DefaultTransport), the HTTPTransport sends through
+	// two clones of it, one that verifies TLS certificates and one for
+	// insecure_ssl registrations, and leaves the original alone; see
+	// HTTPTransport for what the clones change. Any other RoundTripper is
+	// used as it is: then only the URL's host is checked (CheckURL), and
+	// the RoundTripper decides about dialling, proxies, certificates and
+	// TLS versions.
 	Client *http.Client
+
+	// AddressPolicy decides which addresses requests may go to. The zero
+	// value refuses loopback, private, link-local and the like.
+	AddressPolicy
+
+	// Timeout bounds each request, from dialling to the last byte of the
+	// answer that is read. 0 means 30 seconds. It applies as a context
+	// deadline, so it holds with the host's client as well, beside that
+	// client's own Timeout.
+	Timeout time.Duration
+	// ConnectTimeout bounds each connection attempt. 0 means 10 seconds.
+	// It applies to the host's DialContext and DialTLSContext too.
+	ConnectTimeout time.Duration
+	// MaxResponseBody is the most bytes of an answer read into
+	// Response.Body; the rest is never read, the connection is closed
+	// instead. 0 means 64 KiB.
+	MaxResponseBody int64
+	// Resolver resolves receivers' names when the HTTPTransport dials
+	// itself, that is when the client's *http.Transport has no
+	// DialContext of its own. nil means net.DefaultResolver.
+	Resolver *net.Resolver
 }
 
 // HTTPTransport is the default Transport: it POSTs each request over HTTP.
-// Certificates are verified unless the registration sets insecure_ssl. An
-// HTTPTransport is safe for simultaneous use by multiple goroutines.
+// An HTTPTransport is safe for simultaneous use by multiple goroutines.
+//
+// Certificates are verified unless the registration sets insecure_ssl, and
+// TLS below 1.2 is refused. Every request is checked against the
+// AddressPolicy twice: its URL before sending, so that a refused IP literal
+// fails at once, and every address it connects to, after DNS resolution,
+// so that a name resolving to a refused address, and DNS rebinding, fail
+// too. A refusal is an error wrapping ErrRefusedAddress.
+//
+// The clones of the client's *http.Transport enforce the policy as
+// follows. Without a DialContext of the host's, they dial with a
+// net.Dialer whose Control checks each resolved address before the
+// connection is attempted, so nothing at all reaches a refused address.
+// With the host's DialContext (or DialTLSContext, or the deprecated Dial
+// and DialTLS), that function decides where to connect, so they check the
+// connection's remote address once it is made and close it if refused:
+// the address sees a connection but never a request. A connection without
+// an IP address (a pipe, a Unix socket) is refused, since it cannot be
+// checked.
+//
+// While the guard is on (AllowPrivateNetworks unset), the clones send
+// directly, never through a proxy, neither the client's nor HTTP_PROXY's:
+// a proxy resolves the name itself, out of the guard's sight, and the
+// guard would see only the proxy's own address, which is usually private.
+// A host whose requests must leave through a proxy sets
+// AllowPrivateNetworks and has the proxy enforce its egress rules, or
+// gives a RoundTripper of its own.
 type HTTPTransport struct {
 	secure, insecure *http.Client
 	owned            []*http.Transport // the clones it made, to close
+	policy           AddressPolicy
+	timeout          time.Duration
+	maxBody          int64
 }
 
 // NewHTTPTransport returns an HTTPTransport configured by cfg.
 func NewHTTPTransport(cfg HTTPConfig) *HTTPTransport {
 	base := cfg.Client
 	if base == nil {
-		base = &http.Client{Timeout: defaultTimeout}
+		base = &http.Client{}
 	}
-	t := &HTTPTransport{}
+	t := &HTTPTransport{policy: cfg.AddressPolicy, timeout: cfg.Timeout, maxBody: cfg.MaxResponseBody}
+	if t.timeout <= 0 {
+		t.timeout = defaultTimeout
+	}
+	if t.maxBody <= 0 {
+		t.maxBody = defaultMaxResponseBody
+	}
+	// A copy, so that a caller changing its slice later changes nothing.
+	t.policy.AllowedPrefixes = slices.Clone(cfg.AllowedPrefixes)
 	client := func(insecure bool) *http.Client {
 		c := *base
 		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -81,11 +155,9 @@ func NewHTTPTransport(cfg HTTPConfig) *HTTPTransport {
 			rt = http.DefaultTransport
 		}
 		if ht, ok := rt.(*http.Transport); ok {
-			clone := ht.Clone()
-			if clone.TLSClientConfig == nil {
-				clone.TLSClientConfig = &tls.Config{}
-			}
-			clone.TLSClientConfig.InsecureSkipVerify = insecure
+			// http.DefaultTransport's dialer is nobody's choice in
+			// particular: replace it with one the guard can check early.
+			clone := t.harden(ht.Clone(), ht == http.DefaultTransport, cfg, insecure)
 			t.owned = append(t.owned, clone)
 			rt = clone
 		}
@@ -96,8 +168,112 @@ func NewHTTPTransport(cfg HTTPConfig) *HTTPTransport {
 	return t
 }
 
+// harden makes a clone of the host's transport what HTTPTransport's doc
+// says: guarded dials, no proxy, TLS 1.2 or later.
+func (t *HTTPTransport) harden(clone *http.Transport, ownDialer bool, cfg HTTPConfig, insecure bool) *http.Transport {
+	if clone.TLSClientConfig == nil {
+		clone.TLSClientConfig = &tls.Config{}
+	}
+	clone.TLSClientConfig.InsecureSkipVerify = insecure
+	if clone.TLSClientConfig.MinVersion < tls.VersionTLS12 {
+		clone.TLSClientConfig.MinVersion = tls.VersionTLS12
+	}
+	guard := !t.policy.AllowPrivateNetworks
+	if guard {
+		clone.Proxy = nil
+	}
+	connect := cfg.ConnectTimeout
+	if connect <= 0 {
+		connect = defaultConnectTimeout
+	}
+
+	// The deprecated Dial and DialTLS are used only without their
+	// context-taking successors; fold them in, so that one guard covers all.
+	if clone.DialContext == nil && clone.Dial != nil {
+		dial := clone.Dial
+		clone.DialContext = func(_ context.Context, network, addr string) (net.Conn, error) { return dial(network, addr) }
+	}
+	if clone.DialTLSContext == nil && clone.DialTLS != nil {
+		dial := clone.DialTLS
+		clone.DialTLSContext = func(_ context.Context, network, addr string) (net.Conn, error) { return dial(network, addr) }
+	}
+	clone.Dial, clone.DialTLS = nil, nil
+
+	if ownDialer || clone.DialContext == nil {
+		d := &net.Dialer{Timeout: connect, KeepAlive: keepAlive, Resolver: cfg.Resolver}
+		if guard {
+			d.Control = t.checkDial
+		}
+		clone.DialContext = d.DialContext
+	} else {
+		clone.DialContext = t.wrapDial(clone.DialContext, connect, guard)
+	}
+	if clone.DialTLSContext != nil {
+		clone.DialTLSContext = t.wrapDial(clone.DialTLSContext, connect, guard)
+	}
+	return clone
+}
+
+// checkDial is a net.Dialer's Control: it runs once the name is resolved
+// and before the connection is attempted, for every address tried.
+func (t *HTTPTransport) checkDial(network, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		// Fail closed: what cannot be checked is not allowed.
+		return fmt.Errorf("%w: %s address %q: %v", ErrRefusedAddress, network, address, err)
+	}
+	return t.policy.CheckAddr(ap.Addr())
+}
+
+type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// wrapDial bounds the host's dial function by the connect timeout and,
+// with the guard on, checks where the connection it returns leads.
+func (t *HTTPTransport) wrapDial(dial dialFunc, connect time.Duration, guard bool) dialFunc {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dctx, cancel := context.WithTimeout(ctx, connect)
+		defer cancel()
+		conn, err := dial(dctx, network, addr)
+		if err != nil || !guard {
+			return conn, err
+		}
+		if err := t.checkRemote(conn.RemoteAddr()); err != nil {
+			conn.Close()
+			return nil, &net.OpError{Op: "dial", Net: network, Addr: conn.RemoteAddr(), Err: err}
+		}
+		return conn, nil
+	}
+}
+
+func (t *HTTPTransport) checkRemote(addr net.Addr) error {
+	if tcp, ok := addr.(*net.TCPAddr); ok {
+		return t.policy.CheckAddr(tcp.AddrPort().Addr())
+	}
+	if addr == nil {
+		return fmt.Errorf("%w: the connection has no remote address", ErrRefusedAddress)
+	}
+	// Fail closed, as checkDial does: a pipe or a Unix socket has no IP
+	// address to check.
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return fmt.Errorf("%w: %s address %q: %v", ErrRefusedAddress, addr.Network(), addr.String(), err)
+	}
+	return t.policy.CheckAddr(ap.Addr())
+}
+
 // Send POSTs req and returns the receiver's answer, whatever its status.
+// An address the AddressPolicy refuses is an error wrapping
+// ErrRefusedAddress; a request that outlasts HTTPConfig.Timeout is one
+// wrapping context.DeadlineExceeded.
 func (t *HTTPTransport) Send(ctx context.Context, req *Request) (*Response, error) {
+	// The dial-time check would refuse a literal too, but only after the
+	// request is built and a connection attempted; this way it is
+	// refused at once, and through any RoundTripper.
+	if err := t.policy.CheckURL(req.URL); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, req.URL, bytes.NewReader(req.Body))
 	if err != nil {
 		return nil, err
@@ -111,8 +287,10 @@ func (t *HTTPTransport) Send(ctx context.Context, req *Request) (*Response, erro
 	if err != nil {
 		return nil, err
 	}
+	// Closing before the end drops the connection rather than reading the
+	// rest of a large answer.
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, t.maxBody))
 	if err != nil {
 		return nil, err
 	}
