@@ -138,12 +138,14 @@ func TestFaultInjection(t *testing.T) {
 	tr := NewHTTPTransport(HTTPConfig{AddressPolicy: policy, Timeout: 100 * time.Millisecond})
 	t.Cleanup(func() { tr.Close() })
 	var attempts, dead atomic.Int64
+	var deliveries sync.Map
 	d := newTestDispatcher(t, r, Config{Transport: tr, Logger: quietLogger(), MaxInFlight: 4,
 		RetrySchedule: []time.Duration{time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond,
 			10 * time.Millisecond, 10 * time.Millisecond},
 		MaxRetryAfter: 10 * time.Millisecond,
 		Observer: func(a Attempt) {
 			attempts.Add(1)
+			deliveries.Store(a.DeliveryID, true)
 			if a.Dead {
 				dead.Add(1)
 			}
@@ -202,6 +204,8 @@ func TestFaultInjection(t *testing.T) {
 			require.Nil(t, h.Disabled, path)
 		}
 	}
-	t.Logf("%d events to %d registrations (%d live): %d items delivered, %d of them duplicates; %d attempts for %d requests' worth of deliveries; %v",
-		events, len(faults), len(faults)-1, items, duplicates, attempts.Load(), len(faults)*events/100, elapsed.Round(time.Millisecond))
+	n := 0
+	deliveries.Range(func(any, any) bool { n++; return true })
+	t.Logf("%d events, %d live registrations: %d items received, %d of them duplicates (%.1f%%); %d deliveries, %d attempts, %d dead (the 410's); %v",
+		events, len(faults)-1, items, duplicates, 100*float64(duplicates)/float64(items), n, attempts.Load(), dead.Load(), elapsed.Round(time.Millisecond))
 }
