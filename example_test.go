@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/crmhook/webhook"
@@ -163,4 +166,71 @@ func ExampleVerifySignature() {
 	// Output:
 	// 204
 	// 401
+}
+
+func ExampleVerifyStandard() {
+	const secret = "01234567-abcd-dcba-ffff-000000000000" // the registration's signature
+	body := []byte(`[{"event":"Account.Create","entity":{"id":"a1"}}]`)
+	sent := time.Date(2026, 11, 26, 10, 15, 0, 0, time.UTC)
+
+	// What a Dispatcher with Config.Signature = StandardSignature sends.
+	h := http.Header{}
+	h.Set(webhook.HeaderID, "5d3c0e4a-2f6b-4b8e-9c1d-7a0f3e2b1c4d")
+	h.Set(webhook.HeaderTimestamp, strconv.FormatInt(sent.Unix(), 10))
+	h.Set(webhook.HeaderSignature, webhook.SignStandard(secret, h.Get(webhook.HeaderID), sent, body))
+
+	// The receiver refuses requests more than 5 minutes off its clock, so
+	// that a captured request cannot be replayed later.
+	for _, now := range []time.Time{sent.Add(time.Minute), sent.Add(time.Hour)} {
+		fmt.Println(webhook.VerifyStandard(secret, h, body, now, 5*time.Minute))
+	}
+	// Output:
+	// <nil>
+	// webhook: signature mismatch: webhook-timestamp is too old: more than 5m0s before now
+}
+
+func ExampleDispatcher_Redeliver() {
+	ctx := context.Background()
+	reg := webhook.NewRegistry()
+	hook, err := reg.Create(ctx, webhook.Webhook{URL: "https://example.com/hooks", Events: []string{"Task.*"}})
+	if err != nil {
+		panic(err)
+	}
+	// A receiver that is down until the operator says otherwise.
+	var up atomic.Bool
+	var rec webhook.Recorder
+	down := transportFunc(func(ctx context.Context, req *webhook.Request) (*webhook.Response, error) {
+		if up.Load() {
+			return rec.Send(ctx, req)
+		}
+		return &webhook.Response{StatusCode: http.StatusServiceUnavailable}, nil
+	})
+	d, err := webhook.NewDispatcher(reg, webhook.Config{Transport: down, RetrySchedule: []time.Duration{},
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		panic(err)
+	}
+	defer d.Close(ctx)
+	if err := d.Dispatch(ctx, webhook.Event{ID: "ev-1", Name: "Task.Create", Data: json.RawMessage(`{"id":"t1"}`)}); err != nil {
+		panic(err)
+	}
+	d.Flush(ctx)
+
+	// Without retries left, the delivery is dead: kept, and listed.
+	dead, _ := d.Dead(ctx, hook.ID)
+	fmt.Println(len(dead), dead[0].EventIDs, dead[0].LastError)
+
+	up.Store(true)
+	n, _ := d.Redeliver(ctx, hook.ID, "") // all of the registration's
+	d.Flush(ctx)
+	fmt.Println(n, len(rec.Requests()), rec.Requests()[0].Header.Get(webhook.HeaderID) == dead[0].ID)
+	// Output:
+	// 1 [ev-1] receiver answered 503 Service Unavailable
+	// 1 1 true
+}
+
+type transportFunc func(ctx context.Context, req *webhook.Request) (*webhook.Response, error)
+
+func (f transportFunc) Send(ctx context.Context, req *webhook.Request) (*webhook.Response, error) {
+	return f(ctx, req)
 }

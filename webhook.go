@@ -20,7 +20,15 @@
 //		Data: json.RawMessage(`{"id":"42","name":"Acme"}`),
 //	})
 //
-// Receivers check the WebHook-Signature header with [VerifySignature].
+// Delivery is at least once: failed attempts are retried on Standard
+// Webhooks' schedule, receivers that answer 410 Gone or keep failing are
+// disabled, and every request carries a webhook-id that stays the same
+// across retries. Pending deliveries live in a [Queue]; the default
+// [HTTPTransport] refuses to reach loopback, private and other internal
+// addresses (see [AddressPolicy]).
+//
+// Receivers check the signature with [VerifySignature] (Pipeliner's
+// WebHook-Signature) or [VerifyStandard] (Standard Webhooks').
 package webhook
 
 import (
