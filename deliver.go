@@ -663,9 +663,10 @@ func (d *Dispatcher) report(a Attempt) {
 	}
 }
 
-// Flush waits until every delivery accepted before it was called is
-// delivered, dead or dropped (its registration deleted), chunk delays and
-// retries included, or until ctx is done.
+// Flush waits until every delivery accepted (or redelivered) before it was
+// called is delivered, dead or dropped (its registration deleted), chunk
+// delays and retries included, or until ctx is done. After Close it returns
+// ErrClosed if deliveries are still pending: nothing will send them.
 func (d *Dispatcher) Flush(ctx context.Context) error {
 	d.mu.Lock()
 	seen := map[*call]bool{}
@@ -704,17 +705,25 @@ func (d *Dispatcher) Dead(ctx context.Context, webhookID string) ([]*Delivery, e
 // delivery of webhookID is an error that wraps ErrNotFound. A registration
 // that is still disabled gets nothing: its deliveries go back to the dead.
 func (d *Dispatcher) Redeliver(ctx context.Context, webhookID, deliveryID string) (int, error) {
+	// d.mu is held across Revive so that Flush counts the revived
+	// deliveries before an attempt can finish one of them.
 	d.mu.Lock()
-	closed := d.closed
-	d.mu.Unlock()
-	if closed {
+	if d.closed {
+		d.mu.Unlock()
 		return 0, ErrClosed
 	}
-	n, err := d.queue.Revive(ctx, webhookID, deliveryID, d.clock.Now())
-	if n > 0 {
+	ids, err := d.queue.Revive(ctx, webhookID, deliveryID, d.clock.Now())
+	if len(ids) > 0 {
+		c := &call{pending: len(ids), done: make(chan struct{})}
+		for _, id := range ids {
+			d.calls[id] = c
+		}
+	}
+	d.mu.Unlock()
+	if len(ids) > 0 {
 		d.poke()
 	}
-	return n, err
+	return len(ids), err
 }
 
 // Close stops accepting events, lets the requests in flight finish until

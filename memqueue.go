@@ -341,9 +341,9 @@ func (q *MemoryQueue) Dead(ctx context.Context, webhookID string) ([]*Delivery, 
 // them when id is "", as the Queue contract says. A revived
 // delivery keeps its enqueue order, and its LastStatus and LastError, which
 // say why it died.
-func (q *MemoryQueue) Revive(ctx context.Context, webhookID, id string, now time.Time) (int, error) {
+func (q *MemoryQueue) Revive(ctx context.Context, webhookID, id string, now time.Time) ([]string, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
 	now = now.Round(0)
 	q.mu.Lock()
@@ -355,18 +355,20 @@ func (q *MemoryQueue) Revive(ctx context.Context, webhookID, id string, now time
 	if id == "" {
 		list := q.dead[webhookID]
 		delete(q.dead, webhookID)
+		var ids []string
 		for _, e := range list {
 			revive(e)
+			ids = append(ids, e.d.ID)
 		}
-		return len(list), nil
+		return ids, nil
 	}
 	e := q.entries[id]
 	if e == nil || e.state != stateDead || e.d.WebhookID != webhookID {
-		return 0, fmt.Errorf("%w: dead delivery %s of webhook %s", ErrNotFound, id, webhookID)
+		return nil, fmt.Errorf("%w: dead delivery %s of webhook %s", ErrNotFound, id, webhookID)
 	}
 	q.unlink(e)
 	revive(e)
-	return 1, nil
+	return []string{id}, nil
 }
 
 // NextDue reports the earliest Due of the pending deliveries that are not

@@ -414,18 +414,18 @@ func (q *scanQueue) Dead(_ context.Context, webhookID string) ([]*webhook.Delive
 	return out, nil
 }
 
-func (q *scanQueue) Revive(_ context.Context, webhookID, id string, now time.Time) (int, error) {
-	n := 0
+func (q *scanQueue) Revive(_ context.Context, webhookID, id string, now time.Time) ([]string, error) {
+	var ids []string
 	for _, e := range q.dead(webhookID) {
 		if id == "" || e.d.ID == id {
 			e.state, e.d.Attempts, e.d.Due = "pending", 0, now
-			n++
+			ids = append(ids, e.d.ID)
 		}
 	}
-	if id != "" && n == 0 {
-		return 0, webhook.ErrNotFound
+	if id != "" && len(ids) == 0 {
+		return nil, webhook.ErrNotFound
 	}
-	return n, nil
+	return ids, nil
 }
 
 func (q *scanQueue) NextDue(context.Context) (t time.Time, ok bool, err error) {

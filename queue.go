@@ -32,34 +32,44 @@ type Delivery struct {
 // deliveries survive a crash of the process. Every implementation must
 // pass queuetest.Run.
 //
-// The contract:
+// The contract. A delivery is pending from Enqueue until Ack or
+// DeadLetter, and may be leased meanwhile; a Queue holds each id once.
+// EventIDs and Body are read-only once enqueued: a Queue may share their
+// arrays with the deliveries it returns.
 //
 //   - Enqueue stores the deliveries as pending. Once it returns nil they are
-//     accepted: a durable Queue has them on stable storage.
-//   - Claim returns up to max pending deliveries whose Due is not after now,
-//     earliest Due first (enqueue order among equals), at most one per
-//     WebhookID and none whose WebhookID is in skip, and leases them: a
-//     leased delivery is not claimed again until lease has passed from now,
-//     unless Ack, Retry or DeadLetter ends its lease first. A lease that
-//     runs out returns the delivery to pending, so that deliveries claimed
-//     by a process that crashed are attempted again. The caller owns the
+//     accepted: a durable Queue has them on stable storage. An id the Queue
+//     holds already is an error that wraps ErrInvalid, and then none of ds
+//     is stored.
+//   - Claim returns up to max pending deliveries that are not leased and
+//     whose Due is not after now, earliest Due first (enqueue order among
+//     equals, kept through Retry and Revive), at most one per WebhookID and
+//     none whose WebhookID is in skip, and leases them until now+lease. A
+//     lease that has ended, at that instant or later, returns the delivery
+//     to Claim, so that deliveries claimed by a process that crashed are
+//     attempted again. max <= 0 claims nothing. The caller owns the
 //     returned values.
-//   - Ack removes a delivery for good: delivered, or no longer wanted.
-//     Acking an id that is not there is not an error.
+//   - Ack removes a delivery for good, pending or dead: delivered, or no
+//     longer wanted. Acking an id that is not there is not an error.
 //   - Retry ends the lease of d and stores d's Attempts, Due, LastStatus and
-//     LastError: d is pending again, due at d.Due.
+//     LastError: d is pending again, due at d.Due. An id the Queue does not
+//     hold is stored as pending, so that an outcome recorded after the lease
+//     ran out never loses a delivery (at worst it is sent twice).
 //   - DeadLetter ends the lease of d and keeps it, with the fields as given,
-//     among the dead of d.WebhookID. An implementation may bound how many
-//     it keeps per WebhookID, dropping the oldest first.
-//   - Dead lists the dead of webhookID, oldest first.
+//     among the dead of d.WebhookID; an id not held is stored so too. An
+//     implementation may bound how many it keeps per WebhookID, dropping
+//     the oldest first.
+//   - Dead lists the dead of webhookID in the order they died.
 //   - Revive makes dead deliveries of webhookID pending again, due at now,
-//     with Attempts reset to 0: the one with id, or all of them when id is
-//     "". It returns how many; an id that names no dead delivery of
-//     webhookID is an error that wraps ErrNotFound.
+//     with Attempts reset to 0 (LastStatus and LastError are kept): the one
+//     with id, or all of them when id is "". It returns their ids; an id
+//     that names no dead delivery of webhookID is an error that wraps
+//     ErrNotFound.
 //   - NextDue reports when Claim may next return something: the earliest
 //     Due of the pending deliveries not leased, or the earliest end of a
 //     lease, whichever comes first; ok is false when the Queue holds no
-//     pending delivery.
+//     pending delivery, leased or not.
+//   - A method whose ctx is done returns ctx's error.
 //
 // Every method may be called from several goroutines at once.
 type Queue interface {
@@ -69,6 +79,6 @@ type Queue interface {
 	Retry(ctx context.Context, d *Delivery) error
 	DeadLetter(ctx context.Context, d *Delivery) error
 	Dead(ctx context.Context, webhookID string) ([]*Delivery, error)
-	Revive(ctx context.Context, webhookID, id string, now time.Time) (int, error)
+	Revive(ctx context.Context, webhookID, id string, now time.Time) ([]string, error)
 	NextDue(ctx context.Context) (t time.Time, ok bool, err error)
 }

@@ -50,7 +50,8 @@ var (
 	// ErrInvalid reports a registration, an option or an event that breaks
 	// a rule.
 	ErrInvalid = errors.New("webhook: invalid")
-	// ErrNotFound reports an id that names no registration.
+	// ErrNotFound reports an id that names no registration, or no dead
+	// delivery to redeliver.
 	ErrNotFound = errors.New("webhook: not found")
 	// ErrClosed reports a Dispatch on a Dispatcher that is closing or closed.
 	ErrClosed = errors.New("webhook: dispatcher closed")

@@ -356,9 +356,9 @@ var checks = []struct {
 		c := open(t)
 		dead := c.kill(delivery("a1", "hook-a", base), delivery("a2", "hook-a", at(time.Millisecond)))
 		now := at(time.Hour)
-		n, err := c.q.Revive(c.ctx, "hook-a", "a1", now)
+		revived, err := c.q.Revive(c.ctx, "hook-a", "a1", now)
 		require.NoError(t, err)
-		require.Equal(t, 1, n)
+		require.Equal(t, []string{"a1"}, revived)
 		requireDeliveries(t, dead[1:], c.dead("hook-a"))
 		c.requireNextDue(now)
 		require.Empty(t, c.claim(now.Add(-time.Millisecond), 10))
@@ -372,9 +372,9 @@ var checks = []struct {
 		dead := c.kill(delivery("a1", "hook-a", base), delivery("b1", "hook-b", at(time.Millisecond)),
 			delivery("a2", "hook-a", at(2*time.Millisecond)))
 		now := at(time.Hour)
-		n, err := c.q.Revive(c.ctx, "hook-a", "", now)
+		revived, err := c.q.Revive(c.ctx, "hook-a", "", now)
 		require.NoError(t, err)
-		require.Equal(t, 2, n)
+		require.ElementsMatch(t, []string{"a1", "a2"}, revived)
 		require.Empty(t, c.dead("hook-a"))
 		requireDeliveries(t, dead[1:2], c.dead("hook-b"))
 		// One per Claim, as they share a webhook; the contract does not say
@@ -391,9 +391,9 @@ var checks = []struct {
 			require.Zero(t, d.Attempts, "Attempts of %s", d.ID)
 			require.True(t, d.Due.Equal(now), "Due of %s = %v, want %v", d.ID, d.Due, now)
 		}
-		n, err = c.q.Revive(c.ctx, "hook-a", "", now)
+		revived, err = c.q.Revive(c.ctx, "hook-a", "", now)
 		require.NoError(t, err)
-		require.Zero(t, n, "no dead left")
+		require.Empty(t, revived, "no dead left")
 	}},
 
 	{"Revive of an id that names no dead delivery of the webhook wraps ErrNotFound", func(t *testing.T, open func(*testing.T) *tester) {
@@ -407,13 +407,39 @@ var checks = []struct {
 				c := open(t)
 				dead := c.kill(delivery("a1", "hook-a", base))
 				c.enqueue(delivery("p", "hook-p", at(time.Hour)))
-				n, err := c.q.Revive(c.ctx, tt.webhookID, tt.id, at(time.Hour))
+				revived, err := c.q.Revive(c.ctx, tt.webhookID, tt.id, at(time.Hour))
 				require.ErrorIs(t, err, webhook.ErrNotFound)
-				require.Zero(t, n)
+				require.Empty(t, revived)
 				requireDeliveries(t, dead, c.dead("hook-a"))
 				require.Equal(t, []string{"p"}, c.claimIDs(at(time.Hour), 10), "only p is pending")
 			})
 		}
+	}},
+
+	{"Enqueue of an id the Queue holds is refused, and stores none of the call", func(t *testing.T, open func(*testing.T) *tester) {
+		c := open(t)
+		c.enqueue(delivery("a", "hook-a", base))
+		err := c.q.Enqueue(c.ctx, delivery("b", "hook-b", base), delivery("a", "hook-a", base))
+		require.ErrorIs(t, err, webhook.ErrInvalid)
+		require.Equal(t, []string{"a"}, c.claimIDs(base, 10), "b was not stored either")
+	}},
+
+	{"Retry and DeadLetter of an id the Queue does not hold store it", func(t *testing.T, open func(*testing.T) *tester) {
+		c := open(t)
+		late := delivery("late", "hook-a", at(time.Second))
+		late.Attempts = 2
+		require.NoError(t, c.q.Retry(c.ctx, late))
+		requireDeliveries(t, []*webhook.Delivery{late}, c.claim(at(time.Second), 10))
+		gone := delivery("gone", "hook-b", base)
+		require.NoError(t, c.q.DeadLetter(c.ctx, gone))
+		requireDeliveries(t, []*webhook.Delivery{gone}, c.dead("hook-b"))
+	}},
+
+	{"Ack removes a dead delivery too", func(t *testing.T, open func(*testing.T) *tester) {
+		c := open(t)
+		c.kill(delivery("a1", "hook-a", base))
+		c.ack("a1")
+		require.Empty(t, c.dead("hook-a"))
 	}},
 
 	{"NextDue reports the earliest Due or lease end, and Claim then returns it", func(t *testing.T, open func(*testing.T) *tester) {
