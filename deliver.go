@@ -16,11 +16,11 @@ const Version = "0.3.0"
 
 const userAgent = "crmhook-webhook/" + Version + " (+https://github.com/crmhook/webhook)"
 
-// DefaultRetrySchedule is Standard Webhooks' schedule: after the first
+// defaultRetrySchedule is Standard Webhooks' schedule: after the first
 // attempt, made at once, a failed delivery is retried after 5 s, 5 min,
 // 30 min, 2 h, 5 h, 10 h, 14 h, 20 h and 24 h, ten attempts in all over
 // about three days.
-var DefaultRetrySchedule = []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute,
+var defaultRetrySchedule = []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute,
 	2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 14 * time.Hour, 20 * time.Hour, 24 * time.Hour}
 
 // Defaults of Config.
@@ -109,7 +109,9 @@ type Config struct {
 
 	// RetrySchedule is the delay before each retry, after the first attempt
 	// which is made at once; each delay gets ±10% of jitter. nil means
-	// DefaultRetrySchedule; an empty, non-nil schedule means no retries.
+	// Standard Webhooks' schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h,
+	// 20 h and 24 h, ten attempts over about three days. An empty, non-nil
+	// schedule means no retries.
 	RetrySchedule []time.Duration
 	// MaxRetryAfter caps how long a receiver's Retry-After header can hold
 	// a retry back; 0 means DefaultMaxRetryAfter.
@@ -229,7 +231,7 @@ func NewDispatcher(r *Registry, cfg Config) (*Dispatcher, error) {
 		wake:            make(chan struct{}, 1), stop: make(chan struct{}),
 		endpoints: map[string]*endpoint{}, calls: map[string]*call{}}
 	if d.schedule == nil {
-		d.schedule = DefaultRetrySchedule
+		d.schedule = defaultRetrySchedule
 	}
 	if d.queue == nil {
 		d.queue = NewMemoryQueue(0)
@@ -415,6 +417,12 @@ func (d *Dispatcher) run() {
 				continue
 			}
 			stopTimer = d.clock.AfterFunc(wait, d.poke)
+			if !d.clock.Now().Before(next) {
+				// The clock moved while the timer was armed from an older
+				// reading, so it may fire late: look again now.
+				stopTimer()
+				continue
+			}
 		}
 		select {
 		case <-d.wake:

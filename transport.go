@@ -27,7 +27,7 @@ type Transport interface {
 // and body are final and signed. A Transport must not modify it.
 type Request struct {
 	URL         string
-	Header      http.Header // Content-Type, and WebHook-Signature when the registration is signed
+	Header      http.Header // Content-Type, User-Agent, webhook-id, webhook-timestamp, and the signature when the registration has one
 	Body        []byte      // the JSON array of items
 	InsecureSSL bool        // the receiver's TLS certificate is not to be verified
 	WebhookID   string      // the registration it goes to
