@@ -383,9 +383,6 @@ func (d *Dispatcher) run() {
 		var err error
 		if free > 0 {
 			claimed, err = d.queue.Claim(d.ctx, now, free, lease, skip)
-			if err != nil {
-				d.log.LogAttrs(d.ctx, slog.LevelError, "webhook: claiming deliveries", slog.String("error", err.Error()))
-			}
 			for _, dl := range claimed {
 				d.start(dl)
 			}
@@ -393,7 +390,11 @@ func (d *Dispatcher) run() {
 		if len(claimed) > 0 {
 			continue
 		}
-		next, ok, err := d.queue.NextDue(d.ctx)
+		var next time.Time
+		var ok bool
+		if err == nil {
+			next, ok, err = d.queue.NextDue(d.ctx)
+		}
 		if err != nil {
 			d.log.LogAttrs(d.ctx, slog.LevelError, "webhook: reading the queue", slog.String("error", err.Error()))
 			// Try again soon rather than never; a Queue that fails is the

@@ -263,19 +263,26 @@ func (q *MemoryQueue) Retry(ctx context.Context, d *Delivery) error {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	e := q.take(d)
+	e.d.Attempts, e.d.Due = d.Attempts, d.Due.Round(0)
+	e.d.LastStatus, e.d.LastError = d.LastStatus, d.LastError
+	q.addPending(e)
+	return nil
+}
+
+// take returns q's entry for d.ID, out of whichever set held it, or a new
+// one holding a copy of d. It requires q.mu held.
+func (q *MemoryQueue) take(d *Delivery) *queued {
 	q.init()
 	e := q.entries[d.ID]
 	if e == nil {
 		q.seq++
 		e = &queued{d: queuedCopy(d), seq: q.seq}
 		q.entries[d.ID] = e
-	} else {
-		q.unlink(e)
-		e.d.Attempts, e.d.Due = d.Attempts, d.Due.Round(0)
-		e.d.LastStatus, e.d.LastError = d.LastStatus, d.LastError
+		return e
 	}
-	q.addPending(e)
-	return nil
+	q.unlink(e)
+	return e
 }
 
 // DeadLetter ends the lease of the delivery with d.ID and keeps a copy of
@@ -292,15 +299,7 @@ func (q *MemoryQueue) DeadLetter(ctx context.Context, d *Delivery) error {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.init()
-	e := q.entries[d.ID]
-	if e == nil {
-		q.seq++
-		e = &queued{seq: q.seq}
-		q.entries[d.ID] = e
-	} else {
-		q.unlink(e)
-	}
+	e := q.take(d)
 	e.d, e.state = queuedCopy(d), stateDead
 	list := append(q.dead[d.WebhookID], e)
 	if keep := q.deadBound(); len(list) > keep {

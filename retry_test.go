@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -554,4 +555,37 @@ func TestAcceptedDeliveriesSurviveTheDispatcher(t *testing.T) {
 	require.NoError(t, got.Err)
 	require.Equal(t, "crashed", got.DeliveryID, "and what a crashed one held, once its lease ran out")
 	require.Len(t, rec.Requests(), 2)
+}
+
+// flakyQueue is a MemoryQueue whose Claim fails while down is set.
+type flakyQueue struct {
+	*MemoryQueue
+	down atomic.Bool
+}
+
+func (q *flakyQueue) Claim(ctx context.Context, now time.Time, max int, lease time.Duration, skip []string) ([]*Delivery, error) {
+	if q.down.Load() {
+		return nil, fmt.Errorf("database unreachable")
+	}
+	return q.MemoryQueue.Claim(ctx, now, max, lease, skip)
+}
+
+func TestAFailingQueueIsTriedAgain(t *testing.T) {
+	ctx := context.Background()
+	clock := newFakeClock()
+	q := &flakyQueue{MemoryQueue: NewMemoryQueue(0)}
+	q.down.Store(true)
+	r := newTestRegistry()
+	mustCreate(t, r, Webhook{URL: "https://example.com/h", Events: []string{"*"}})
+	var logs syncBuffer
+	obs, attempts := observed()
+	d := newTestDispatcher(t, r, Config{Transport: &Recorder{}, Queue: q, Clock: clock, Observer: obs,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, d.Dispatch(ctx, Event{Name: "Task.Create", Data: account}), "Enqueue works")
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "database unreachable"); runtime.Gosched() {
+		require.True(t, time.Now().Before(deadline), "the Claim error was not logged")
+	}
+	q.down.Store(false)
+	clock.Advance(time.Second)
+	require.NoError(t, nextAttempt(t, attempts).Err, "delivered once the Queue answers again")
 }
