@@ -631,8 +631,11 @@ func (d *Dispatcher) send(hook *Webhook, dl *Delivery) (out outcome) {
 	h[http.CanonicalHeaderKey(HeaderID)] = []string{dl.ID}
 	h[http.CanonicalHeaderKey(HeaderTimestamp)] = []string{strconv.FormatInt(start.Unix(), 10)}
 	if hook.Signature != "" {
-		sig := Sign(hook.Signature, dl.Body)
-		if d.format == StandardSignature {
+		var sig string
+		switch d.format {
+		case PipelinerSignature:
+			sig = Sign(hook.Signature, dl.Body)
+		case StandardSignature:
 			sig = SignStandard(hook.Signature, dl.ID, start, dl.Body)
 		}
 		h[http.CanonicalHeaderKey(HeaderSignature)] = []string{sig}

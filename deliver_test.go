@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -348,9 +347,13 @@ func TestDispatchKeepsNoReferenceToTheCallersBuffers(t *testing.T) {
 	require.JSONEq(t, `{"id":"a1"}`, string(decodeItems(t, reqs[1].Body)[0].Entity))
 }
 
-func TestNewDispatcherNeedsARegistry(t *testing.T) {
+func TestNewDispatcherRefusesABadConfig(t *testing.T) {
 	_, err := NewDispatcher(nil, Config{})
-	require.True(t, errors.Is(err, ErrInvalid))
+	requireFieldError(t, err, "registry")
+	_, err = NewDispatcher(newTestRegistry(), Config{RetrySchedule: []time.Duration{time.Second, -time.Second}})
+	requireFieldError(t, err, "retry_schedule[1]")
+	_, err = NewDispatcher(newTestRegistry(), Config{Signature: StandardSignature + 1})
+	requireFieldError(t, err, "signature")
 }
 
 func TestDispatchSurvivesAPanickingTransport(t *testing.T) {
