@@ -188,6 +188,8 @@ type Dispatcher struct {
 	closed    bool
 	inFlight  int
 	endpoints map[string]*endpoint // registrations with requests in flight, a pause or failures
+	limited   map[string]*endpoint // those of them that were full or paused, for the scheduler
+	sweepAt   int                  // the size of endpoints that calls for a sweep
 	calls     map[string]*call     // Dispatch calls with deliveries not done, by delivery id
 }
 
@@ -229,7 +231,7 @@ func NewDispatcher(r *Registry, cfg Config) (*Dispatcher, error) {
 		disableAttempts: orDefault(cfg.DisableAttempts, DefaultDisableAttempts),
 		maxBody:         orDefault(cfg.MaxBody, DefaultMaxBody),
 		wake:            make(chan struct{}, 1), stop: make(chan struct{}),
-		endpoints: map[string]*endpoint{}, calls: map[string]*call{}}
+		endpoints: map[string]*endpoint{}, limited: map[string]*endpoint{}, sweepAt: 64, calls: map[string]*call{}}
 	if d.schedule == nil {
 		d.schedule = defaultRetrySchedule
 	}
@@ -437,19 +439,19 @@ func (d *Dispatcher) run() {
 
 // limitedLocked lists the registrations that get no new attempt now: those
 // at their limit of requests in flight and those paused. resume is when
-// the first pause ends. It forgets endpoints with nothing left to
-// remember. It requires d.mu held.
+// the first pause ends. It looks only at the endpoints that were limited,
+// so that a thousand failing registrations cost the scheduler nothing
+// between their retries. It requires d.mu held.
 func (d *Dispatcher) limitedLocked(now time.Time) (skip []string, resume time.Time) {
-	for id, ep := range d.endpoints {
+	for id, ep := range d.limited {
 		paused := ep.pausedUntil.After(now)
+		if !paused && ep.inFlight < d.maxInFlight {
+			delete(d.limited, id)
+			continue
+		}
+		skip = append(skip, id)
 		if paused && (resume.IsZero() || ep.pausedUntil.Before(resume)) {
 			resume = ep.pausedUntil
-		}
-		switch {
-		case ep.inFlight >= d.maxInFlight || paused:
-			skip = append(skip, id)
-		case ep.inFlight == 0 && ep.failures == 0:
-			delete(d.endpoints, id)
 		}
 	}
 	return skip, resume
@@ -458,17 +460,40 @@ func (d *Dispatcher) limitedLocked(now time.Time) (skip []string, resume time.Ti
 func (d *Dispatcher) endpointLocked(id string) *endpoint {
 	ep := d.endpoints[id]
 	if ep == nil {
+		if len(d.endpoints) >= d.sweepAt {
+			d.sweepLocked()
+		}
 		ep = &endpoint{}
 		d.endpoints[id] = ep
 	}
 	return ep
 }
 
+// sweepLocked forgets the failures of deleted registrations, which no
+// attempt will come to reset. It runs when the map has doubled since the
+// last sweep, so that its cost per new endpoint stays constant. It
+// requires d.mu held.
+func (d *Dispatcher) sweepLocked() {
+	for id, ep := range d.endpoints {
+		if ep.inFlight == 0 {
+			if _, err := d.reg.lookup(id); err != nil {
+				delete(d.endpoints, id)
+				delete(d.limited, id)
+			}
+		}
+	}
+	d.sweepAt = max(64, 2*len(d.endpoints))
+}
+
 // start runs one attempt of dl in a goroutine of its own.
 func (d *Dispatcher) start(dl *Delivery) {
+	id := dl.WebhookID
 	d.mu.Lock()
 	d.inFlight++
-	d.endpointLocked(dl.WebhookID).inFlight++
+	ep := d.endpointLocked(id)
+	if ep.inFlight++; ep.inFlight >= d.maxInFlight {
+		d.limited[id] = ep
+	}
 	d.mu.Unlock()
 	d.wg.Add(1)
 	go func() {
@@ -476,7 +501,12 @@ func (d *Dispatcher) start(dl *Delivery) {
 		d.attempt(dl)
 		d.mu.Lock()
 		d.inFlight--
-		d.endpointLocked(dl.WebhookID).inFlight--
+		// Forget an endpoint with nothing left to remember, so that the
+		// map holds only registrations in flight, paused or failing.
+		if ep.inFlight--; ep.inFlight == 0 && ep.failures == 0 && !ep.pausedUntil.After(d.clock.Now()) {
+			delete(d.endpoints, id)
+			delete(d.limited, id)
+		}
 		d.mu.Unlock()
 		d.poke()
 	}()
@@ -502,6 +532,9 @@ func (d *Dispatcher) attempt(dl *Delivery) {
 		// The registration was deleted: its deliveries are not wanted.
 		d.log.LogAttrs(bg, slog.LevelDebug, "webhook: registration deleted; delivery dropped",
 			slog.String("webhook_id", dl.WebhookID), slog.String("delivery_id", dl.ID))
+		d.mu.Lock()
+		d.endpointLocked(dl.WebhookID).failures = 0 // nothing to disable any more
+		d.mu.Unlock()
 		d.settle(bg, dl, d.queue.Ack(bg, dl.ID))
 		return
 	}
@@ -555,6 +588,7 @@ func (d *Dispatcher) attempt(dl *Delivery) {
 	case out.status == http.StatusTooManyRequests || out.status == http.StatusBadGateway || out.status == http.StatusGatewayTimeout:
 		// The receiver asks for less: hold all its deliveries back.
 		ep.pausedUntil = now.Add(delay)
+		d.limited[hook.ID] = ep
 	}
 	d.mu.Unlock()
 	if reason != "" {

@@ -589,3 +589,49 @@ func TestAFailingQueueIsTriedAgain(t *testing.T) {
 	clock.Advance(time.Second)
 	require.NoError(t, nextAttempt(t, attempts).Err, "delivered once the Queue answers again")
 }
+
+func TestDeliveryStateIsForgottenWhenThereIsNothingToRemember(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRegistry()
+	var failing []Webhook
+	for i := range 50 {
+		w := mustCreate(t, r, Webhook{URL: fmt.Sprintf("https://example.com/%d", i), Events: []string{"*"}})
+		if i%2 == 1 {
+			failing = append(failing, w)
+		}
+	}
+	tr := transportFunc(func(ctx context.Context, req *Request) (*Response, error) {
+		for _, w := range failing {
+			if w.ID == req.WebhookID {
+				return &Response{StatusCode: http.StatusInternalServerError}, nil
+			}
+		}
+		return &Response{StatusCode: http.StatusOK}, nil
+	})
+	d := newTestDispatcher(t, r, Config{Transport: tr, Logger: quietLogger(), RetrySchedule: []time.Duration{}})
+	endpoints := func() int {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.endpoints)
+	}
+	dispatch(t, d, Event{Name: "Task.Create", Data: account})
+	// The attempts' goroutines let go of their endpoints just after Flush.
+	for deadline := time.Now().Add(10 * time.Second); endpoints() > len(failing); runtime.Gosched() {
+		require.True(t, time.Now().Before(deadline), "%d endpoints remembered", endpoints())
+	}
+	require.Equal(t, len(failing), endpoints(), "only the failing registrations are remembered, to disable them in time")
+
+	// Deleted, they get no attempt that could reset them: the map is swept
+	// when it has grown enough to make it worth the while.
+	for _, w := range failing {
+		require.NoError(t, r.Delete(ctx, w.ID))
+	}
+	for i := range 100 {
+		mustCreate(t, r, Webhook{URL: fmt.Sprintf("https://example.com/new/%d", i), Events: []string{"Task.Update"},
+			Options: Options{ChunkSize: 1}})
+	}
+	dispatch(t, d, Event{Name: "Task.Update", Data: account})
+	for deadline := time.Now().Add(10 * time.Second); endpoints() > 0; runtime.Gosched() {
+		require.True(t, time.Now().Before(deadline), "%d endpoints remembered", endpoints())
+	}
+}
