@@ -86,6 +86,9 @@ func (systemClock) AfterFunc(d time.Duration, f func()) func() bool {
 type Config struct {
 	// Transport sends the requests. nil means NewHTTPTransport(HTTPConfig{}),
 	// which Close closes; a Transport given here is the caller's to close.
+	// An attempt that takes longer than two minutes is cancelled, whatever
+	// the Transport, so that its delivery's lease (five minutes) cannot run
+	// out while it is still in flight.
 	Transport Transport
 	// Queue holds accepted deliveries until they are delivered or dead.
 	// nil means NewMemoryQueue(0), which loses them when the process ends.
@@ -740,7 +743,9 @@ func (d *Dispatcher) Flush(ctx context.Context) error {
 }
 
 // Dead returns the deliveries to the registration webhookID that will not
-// be tried again, oldest first, as the Queue keeps them.
+// be tried again, oldest first, as the Queue keeps them. Like Redeliver it
+// takes the id as it is: a host serving its tenants checks first that the
+// registration is in the caller's space (Registry.Get).
 func (d *Dispatcher) Dead(ctx context.Context, webhookID string) ([]*Delivery, error) {
 	return d.queue.Dead(ctx, webhookID)
 }
