@@ -14,14 +14,6 @@ import (
 // fill the memory.
 const defaultMaxDead = 1000
 
-// Bounds of MemoryQueue.idle: enough for the registrations that come and
-// go between two Claims of a busy Dispatcher, and no heap that a backlog
-// grew large.
-const (
-	maxIdle     = 1024
-	maxIdleHeap = 64
-)
-
 // skipSetMin is the length of skip from which Claim looks names up in a
 // set instead of scanning the slice: the scan is cheaper for the few
 // registrations a Dispatcher usually has in flight.
@@ -66,12 +58,6 @@ type MemoryQueue struct {
 	aside   []*hookQueue
 	claimed []*queued
 	skipSet map[string]struct{}
-
-	// idle keeps the hookQueues of registrations that came to hold nothing,
-	// for the next to hold something: most registrations of a Dispatcher
-	// hold one delivery at a time, and would otherwise cost two allocations
-	// (the hookQueue and its heap) each time they get one.
-	idle []*hookQueue
 }
 
 var _ Queue = (*MemoryQueue)(nil)
@@ -443,13 +429,7 @@ func (q *MemoryQueue) expire(now time.Time) {
 func (q *MemoryQueue) addPending(e *queued) {
 	h := q.hooks[e.d.WebhookID]
 	if h == nil {
-		if n := len(q.idle); n > 0 {
-			h, q.idle[n-1] = q.idle[n-1], nil
-			q.idle = q.idle[:n-1]
-		} else {
-			h = &hookQueue{index: -1}
-		}
-		h.id = e.d.WebhookID
+		h = &hookQueue{id: e.d.WebhookID, index: -1}
 		q.hooks[h.id] = h
 	}
 	e.state, e.at, e.hook = statePending, e.d.Due, h
@@ -502,10 +482,6 @@ func (q *MemoryQueue) settle(h *hookQueue) {
 		}
 		if h.held == 0 {
 			delete(q.hooks, h.id)
-			if len(q.idle) < maxIdle && cap(h.pending) <= maxIdleHeap {
-				h.id = ""
-				q.idle = append(q.idle, h)
-			}
 		}
 	case h.index < 0:
 		q.ready.push(h)
