@@ -23,14 +23,23 @@ const userAgent = "crmhook-webhook/" + Version + " (+https://github.com/crmhook/
 var defaultRetrySchedule = []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute,
 	2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 14 * time.Hour, 20 * time.Hour, 24 * time.Hour}
 
-// Defaults of Config.
+// Defaults of Config, used where a field is zero.
 const (
-	DefaultMaxRetryAfter   = time.Hour
-	DefaultWorkers         = 64
-	DefaultMaxInFlight     = 1
-	DefaultDisableAfter    = 5 * 24 * time.Hour
+	// DefaultMaxRetryAfter caps a receiver's Retry-After.
+	DefaultMaxRetryAfter = time.Hour
+	// DefaultWorkers bounds the requests in flight in all.
+	DefaultWorkers = 64
+	// DefaultMaxInFlight bounds the requests in flight to one registration.
+	DefaultMaxInFlight = 1
+	// DefaultDisableAfter is how long a registration may fail without a
+	// success before it is disabled, as Standard Webhooks' senders do.
+	DefaultDisableAfter = 5 * 24 * time.Hour
+	// DefaultDisableAttempts is how many attempts must have failed in that
+	// time: a registration that got one event five days ago is not judged
+	// on one failure.
 	DefaultDisableAttempts = 10
-	DefaultMaxBody         = 5 << 20
+	// DefaultMaxBody bounds a request body, in bytes.
+	DefaultMaxBody = 5 << 20
 )
 
 // lease is how long a claimed delivery is the Dispatcher's alone: longer
@@ -570,7 +579,9 @@ func (d *Dispatcher) attempt(dl *Delivery) {
 		a.Err, a.RetryAt = fmt.Errorf("%w: attempt cancelled: %v", ErrClosed, out.err), now
 		dl.Due = now
 		d.report(a)
-		d.settle(bg, dl, d.queue.Retry(bg, dl))
+		if err := d.queue.Retry(bg, dl); err != nil {
+			d.settle(bg, dl, err)
+		}
 		return
 	}
 	dl.Attempts++
