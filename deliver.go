@@ -764,9 +764,14 @@ func (d *Dispatcher) Dead(ctx context.Context, webhookID string) ([]*Delivery, e
 // Redeliver sends dead deliveries of the registration webhookID again,
 // with a fresh retry schedule: the one with deliveryID, or all of them when
 // deliveryID is "". It returns how many; a deliveryID that names no dead
-// delivery of webhookID is an error that wraps ErrNotFound. A registration
-// that is still disabled gets nothing: its deliveries go back to the dead.
+// delivery of webhookID is an error that wraps ErrNotFound. A disabled
+// registration gets nothing until an Update enables it: that is an error
+// that wraps ErrInvalid.
 func (d *Dispatcher) Redeliver(ctx context.Context, webhookID, deliveryID string) (int, error) {
+	if reg, err := d.reg.lookup(webhookID); err == nil && reg.hook.Disabled != nil {
+		return 0, fmt.Errorf("webhook: registration %s is disabled (%s); Update it before redelivering: %w",
+			webhookID, reg.hook.Disabled.Reason, ErrInvalid)
+	}
 	// d.mu is held across Revive so that Flush counts the revived
 	// deliveries before an attempt can finish one of them.
 	d.mu.Lock()

@@ -261,6 +261,10 @@ func TestGoneDisablesTheRegistrationAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, dead, 3, "the 410'd delivery and the two that were waiting behind it")
 
+	_, err = d.Redeliver(ctx, hook.ID, "")
+	require.ErrorIs(t, err, ErrInvalid, "nothing is redelivered to a disabled registration")
+	require.ErrorContains(t, err, "410 Gone")
+
 	// An Update enables it again, and its dead deliveries can be sent.
 	gone.Store(false)
 	got.Disabled = nil
