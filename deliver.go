@@ -201,7 +201,8 @@ type Dispatcher struct {
 	inFlight  int
 	endpoints map[string]*endpoint // registrations with requests in flight, a pause or failures
 	limited   map[string]*endpoint // those of them that were full or paused, for the scheduler
-	sweepAt   int                  // the size of endpoints that calls for a sweep
+	created   int                  // endpoints created since the last sweep
+	sweepAt   int                  // how many call for the next
 	calls     map[string]*call     // Dispatch calls with deliveries not done, by delivery id
 }
 
@@ -472,7 +473,7 @@ func (d *Dispatcher) limitedLocked(now time.Time) (skip []string, resume time.Ti
 func (d *Dispatcher) endpointLocked(id string) *endpoint {
 	ep := d.endpoints[id]
 	if ep == nil {
-		if len(d.endpoints) >= d.sweepAt {
+		if d.created++; d.created >= d.sweepAt {
 			d.sweepLocked()
 		}
 		ep = &endpoint{}
@@ -482,9 +483,9 @@ func (d *Dispatcher) endpointLocked(id string) *endpoint {
 }
 
 // sweepLocked forgets the failures of deleted registrations, which no
-// attempt will come to reset. It runs when the map has doubled since the
-// last sweep, so that its cost per new endpoint stays constant. It
-// requires d.mu held.
+// attempt will come to reset. It runs once twice as many endpoints have
+// been created since the last sweep as the map then held (64 at least), so
+// that its cost per new endpoint stays constant. It requires d.mu held.
 func (d *Dispatcher) sweepLocked() {
 	for id, ep := range d.endpoints {
 		if ep.inFlight == 0 {
@@ -494,7 +495,7 @@ func (d *Dispatcher) sweepLocked() {
 			}
 		}
 	}
-	d.sweepAt = max(64, 2*len(d.endpoints))
+	d.created, d.sweepAt = 0, max(64, 2*len(d.endpoints))
 }
 
 // start runs one attempt of dl in a goroutine of its own.
