@@ -147,7 +147,9 @@ type Config struct {
 	MaxBody int
 }
 
-// Attempt is what an Observer learns of one attempt to deliver.
+// Attempt is what an Observer learns of one attempt to deliver. It is the
+// Observer's to keep, except that EventIDs and Response share memory with
+// the delivery and must not be modified.
 type Attempt struct {
 	DeliveryID string   // the webhook-id header, the same across retries
 	WebhookID  string   // the registration

@@ -7,7 +7,9 @@ import (
 
 // Delivery is one request body on its way to one registration, with what
 // its retries need. Its ID is sent as the webhook-id header and stays the
-// same across retries, so that receivers can drop duplicates.
+// same across retries, so that receivers can drop duplicates. A Delivery is
+// a plain value; the Queue and the Dispatcher pass copies, and nobody
+// modifies the elements of EventIDs or Body once it is built.
 type Delivery struct {
 	ID        string
 	WebhookID string   // the registration it goes to
