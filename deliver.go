@@ -307,10 +307,10 @@ func (d *Dispatcher) Dispatch(ctx context.Context, events ...Event) error {
 
 	evs := make([]*event, len(events))
 	for i, e := range events {
-		// Items are built before the call returns, but the gjson values
-		// of a record must not point into buffers the caller may reuse.
+		// Read in place: every request body is built, a copy, before the
+		// call returns, so nothing keeps the caller's buffers.
 		evs[i] = new(event)
-		if err := d.reg.parseEvent(evs[i], i, e, bytesCopy); err != nil {
+		if err := d.reg.parseEvent(evs[i], i, e); err != nil {
 			return err
 		}
 	}

@@ -33,7 +33,7 @@ func (m *Matcher) Match(e Event) ([]*Webhook, error) {
 	// Match does not keep the record, so it reads the caller's bytes in
 	// place instead of copying them.
 	var ev event
-	if err := m.r.parseEvent(&ev, 0, e, bytesView); err != nil {
+	if err := m.r.parseEvent(&ev, 0, e); err != nil {
 		return nil, err
 	}
 	regs := m.match(&ev, nil)
@@ -102,9 +102,10 @@ type event struct {
 	related        gjson.Result
 }
 
-// parseEvent checks e and parses it into ev; text turns the record's bytes
-// into the string gjson reads.
-func (r *Registry) parseEvent(ev *event, i int, e Event, text func([]byte) string) error {
+// parseEvent checks e and parses it into ev. It reads the records in
+// place: ev is valid only as long as the caller's buffers are unchanged,
+// which both callers, Match and Dispatch, need only until they return.
+func (r *Registry) parseEvent(ev *event, i int, e Event) error {
 	*ev = event{Event: e, index: i}
 	ev.entity, ev.action, _ = strings.Cut(e.Name, ".")
 	if strings.Contains(e.Name, "*") || !r.known(e.Name) {
@@ -118,13 +119,13 @@ func (r *Registry) parseEvent(ev *event, i int, e Event, text func([]byte) strin
 		ev.optionsKey = e.CustomEntity
 	}
 	var err error
-	if ev.data, err = ev.parse("data", e.Data, text, false); err != nil {
+	if ev.data, err = ev.parse("data", e.Data, false); err != nil {
 		return err
 	}
-	if ev.previous, err = ev.parse("previous", e.Previous, text, true); err != nil {
+	if ev.previous, err = ev.parse("previous", e.Previous, true); err != nil {
 		return err
 	}
-	if ev.related, err = ev.parse("related", e.Related, text, true); err != nil {
+	if ev.related, err = ev.parse("related", e.Related, true); err != nil {
 		return err
 	}
 	// Parsed above; the caller's buffers are not kept.
@@ -133,14 +134,14 @@ func (r *Registry) parseEvent(ev *event, i int, e Event, text func([]byte) strin
 }
 
 // parse checks that b is a JSON object (or, when optional, nothing or null).
-func (ev *event) parse(field string, b json.RawMessage, text func([]byte) string, optional bool) (gjson.Result, error) {
+func (ev *event) parse(field string, b json.RawMessage, optional bool) (gjson.Result, error) {
 	if optional && (len(b) == 0 || isNull(b)) {
 		return gjson.Result{}, nil
 	}
 	if !json.Valid(b) {
 		return gjson.Result{}, ev.invalid(field, "not JSON")
 	}
-	res := gjson.Parse(text(b))
+	res := gjson.Parse(bytesView(b))
 	if !res.IsObject() {
 		return gjson.Result{}, ev.invalid(field, "not a JSON object")
 	}
@@ -158,8 +159,6 @@ func (ev *event) invalid(field, reason string) error {
 // bytesView returns b as a string without copying; the string is valid
 // only as long as b is neither modified nor kept.
 func bytesView(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
-
-func bytesCopy(b []byte) string { return string(b) }
 
 // index finds registrations by space and event name. Writers change only
 // the buckets of one registration: a bucket is a slice for fast reads with

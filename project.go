@@ -11,9 +11,10 @@ import (
 )
 
 // Expander loads related records into a record, for the "expand" option:
-// only the host has them. A Dispatcher calls it from its delivery
-// goroutines, before load-only applies, so it must be safe for
-// simultaneous use.
+// only the host has them. A Dispatcher calls it from Dispatch, with the
+// call's ctx, before load-only applies; Dispatch may be called from several
+// goroutines at once, so an Expander must be safe for simultaneous use.
+// Record is the Expander's own copy.
 type Expander interface {
 	Expand(ctx context.Context, req ExpandRequest) (json.RawMessage, error)
 }
