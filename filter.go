@@ -77,6 +77,7 @@ func compilePath(field, s string) (path, error) {
 // condition is one field of a filter.
 type condition struct {
 	path   path
+	key    string // the dot path as the filter wrote it, which names the field in a fields cache
 	op     op
 	values []value // the filter's value or list of values, any of which may hold
 }
@@ -118,7 +119,7 @@ func compileEntity(field string, o EntityOptions) (*entityRules, error) {
 
 func compileCondition(field, p string, raw json.RawMessage, opName string) (condition, error) {
 	ff := field + ".filter." + p
-	var c condition
+	c := condition{key: p}
 	var err error
 	if c.path, err = compilePath(ff, p); err != nil {
 		return c, err
@@ -177,9 +178,9 @@ func newValue(r gjson.Result) value {
 // on-field-change rule. prev does not exist when the host gave no "before"
 // record: that counts as changed, since a lost notification is worse than
 // a needless one.
-func (rules *entityRules) holds(data, prev gjson.Result, update bool) bool {
+func (rules *entityRules) holds(f *fields, prev gjson.Result, update bool) bool {
 	for i := range rules.filter {
-		if !rules.filter[i].holds(data) {
+		if !rules.filter[i].holds(f) {
 			return false
 		}
 	}
@@ -187,11 +188,61 @@ func (rules *entityRules) holds(data, prev gjson.Result, update bool) bool {
 		return true
 	}
 	for _, p := range rules.onChange {
-		if changed(prev, data, p) {
+		if changed(prev, f.data, p) {
 			return true
 		}
 	}
 	return false
+}
+
+// fields reads the values that filters ask of one record, each field once:
+// the registrations an event fires often filter on the same few fields,
+// and reading one is a scan of the record.
+type fields struct {
+	data  gjson.Result
+	n     int
+	cache [8]cachedField
+}
+
+type cachedField struct {
+	key   string
+	state uint8 // fieldMissing, fieldOne, or fieldMany (not kept: read again)
+	v     gjson.Result
+}
+
+const (
+	fieldMissing = iota
+	fieldOne
+	fieldMany
+)
+
+// lookup is the package's lookup of p in f.data, from the cache when it
+// holds the field named key. dst must be empty.
+func (f *fields) lookup(p path, key string, dst []gjson.Result) ([]gjson.Result, bool) {
+	for i := range f.n {
+		if c := &f.cache[i]; c.key == key {
+			switch c.state {
+			case fieldMissing:
+				return dst, false
+			case fieldOne:
+				return append(dst, c.v), false
+			}
+			return lookup(f.data, p, dst)
+		}
+	}
+	vals, many := lookup(f.data, p, dst)
+	if f.n < len(f.cache) {
+		c := cachedField{key: key, state: fieldMany}
+		switch {
+		case !many && len(vals) == 0:
+			c.state = fieldMissing
+		case !many:
+			c.state, c.v = fieldOne, vals[0]
+		}
+		f.cache[f.n] = c
+		f.n++
+	}
+	return vals, many
 }
 
 // lookup appends the values at p to dst. A path through an array collects
@@ -227,9 +278,9 @@ func lookup(v gjson.Result, p path, dst []gjson.Result) (vals []gjson.Result, ma
 
 var null = gjson.Result{Type: gjson.Null, Raw: "null"}
 
-func (c *condition) holds(record gjson.Result) bool {
+func (c *condition) holds(f *fields) bool {
 	var buf [8]gjson.Result
-	vals, many := lookup(record, c.path, buf[:0])
+	vals, many := f.lookup(c.path, c.key, buf[:0])
 	switch c.op {
 	case opNull, opNotNull:
 		isNull := !many && (len(vals) == 0 || vals[0].Type == gjson.Null)
