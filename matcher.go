@@ -36,7 +36,8 @@ func (m *Matcher) Match(e Event) ([]*Webhook, error) {
 	if err := m.r.parseEvent(&ev, 0, e); err != nil {
 		return nil, err
 	}
-	regs := m.match(&ev, nil)
+	var buf [32]*registration // the candidates, without an allocation in the common case
+	regs := m.match(&ev, buf[:0])
 	if len(regs) == 0 {
 		return nil, nil
 	}
