@@ -14,7 +14,7 @@ import (
 // entityRules are the compiled options of one entity.
 type entityRules struct {
 	filter   []condition // all must hold
-	onChange []path      // on Update, one must have changed
+	onChange []fieldRef  // on Update, one must have changed
 	proj     projection
 }
 
@@ -74,10 +74,17 @@ func compilePath(field, s string) (path, error) {
 	return keys, nil
 }
 
+// fieldRef is a field that a filter or on-field-change reads: its path,
+// and the dot path as the options wrote it, which names it in a fields
+// cache.
+type fieldRef struct {
+	path path
+	key  string
+}
+
 // condition is one field of a filter.
 type condition struct {
-	path   path
-	key    string // the dot path as the filter wrote it, which names the field in a fields cache
+	fieldRef
 	op     op
 	values []value // the filter's value or list of values, any of which may hold
 }
@@ -110,7 +117,7 @@ func compileEntity(field string, o EntityOptions) (*entityRules, error) {
 		if err != nil {
 			return nil, err
 		}
-		rules.onChange = append(rules.onChange, p)
+		rules.onChange = append(rules.onChange, fieldRef{path: p, key: s})
 	}
 	var err error
 	rules.proj, err = compileProjection(field, o)
@@ -119,7 +126,7 @@ func compileEntity(field string, o EntityOptions) (*entityRules, error) {
 
 func compileCondition(field, p string, raw json.RawMessage, opName string) (condition, error) {
 	ff := field + ".filter." + p
-	c := condition{key: p}
+	c := condition{fieldRef: fieldRef{key: p}}
 	var err error
 	if c.path, err = compilePath(ff, p); err != nil {
 		return c, err
@@ -178,17 +185,17 @@ func newValue(r gjson.Result) value {
 // on-field-change rule. prev does not exist when the host gave no "before"
 // record: that counts as changed, since a lost notification is worse than
 // a needless one.
-func (rules *entityRules) holds(f *fields, prev gjson.Result, update bool) bool {
+func (rules *entityRules) holds(data, prev *fields, update bool) bool {
 	for i := range rules.filter {
-		if !rules.filter[i].holds(f) {
+		if !rules.filter[i].holds(data) {
 			return false
 		}
 	}
-	if !update || len(rules.onChange) == 0 || !prev.Exists() {
+	if !update || len(rules.onChange) == 0 || !prev.data.Exists() {
 		return true
 	}
-	for _, p := range rules.onChange {
-		if changed(prev, f.data, p) {
+	for _, f := range rules.onChange {
+		if changed(prev, data, f) {
 			return true
 		}
 	}
@@ -469,10 +476,10 @@ func appendFold(dst []byte, s string) []byte {
 // changed reports whether the value at p differs between two records as
 // JSON: key order, spacing and 1 versus 1.0 do not count, appearing or
 // disappearing does, and so does any change inside an object.
-func changed(before, after gjson.Result, p path) bool {
+func changed(before, after *fields, f fieldRef) bool {
 	var bufA, bufB [8]gjson.Result
-	a, manyA := lookup(before, p, bufA[:0])
-	b, manyB := lookup(after, p, bufB[:0])
+	a, manyA := before.lookup(f.path, f.key, bufA[:0])
+	b, manyB := after.lookup(f.path, f.key, bufB[:0])
 	if manyA != manyB || len(a) != len(b) {
 		return true
 	}

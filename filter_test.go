@@ -638,7 +638,7 @@ func FuzzFilter(f *testing.F) {
 				if err != nil {
 					return false, false
 				}
-				return rules.holds(&fields{data: data}, gjson.Result{}, false), true
+				return rules.holds(&fields{data: data}, &fields{}, false), true
 			}
 			eval(opName, val) // must not panic, whatever the operator
 
@@ -671,7 +671,7 @@ func FuzzFilter(f *testing.F) {
 
 			// An update that changed nothing never counts as a change.
 			if rules, err := compileEntity("options.entity.X", EntityOptions{OnFieldChange: []string{p}}); err == nil &&
-				rules.holds(&fields{data: data}, data, true) {
+				rules.holds(&fields{data: data}, &fields{data: data}, true) {
 				t.Fatalf("an update that changed nothing counts as a change of %q in %s", p, record)
 			}
 
@@ -778,11 +778,11 @@ func BenchmarkFilter(b *testing.B) {
 	record := string(filterBenchRecord(b))
 	rules, err := compileEntity("options.entity.Opportunity", filterBenchOptions)
 	require.NoError(b, err)
-	require.True(b, rules.holds(&fields{data: gjson.Parse(record)}, gjson.Result{}, false))
+	require.True(b, rules.holds(&fields{data: gjson.Parse(record)}, &fields{}, false))
 	b.SetBytes(int64(len(record)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if !rules.holds(&fields{data: gjson.Parse(record)}, gjson.Result{}, false) {
+		if !rules.holds(&fields{data: gjson.Parse(record)}, &fields{}, false) {
 			b.Fatal("the filter does not hold")
 		}
 	}
@@ -864,7 +864,7 @@ func BenchmarkFilterIContainsLargeField(b *testing.B) {
 	b.SetBytes(int64(len(record)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if rules.holds(&fields{data: rec}, gjson.Result{}, false) {
+		if rules.holds(&fields{data: rec}, &fields{}, false) {
 			b.Fatal("matched")
 		}
 	}

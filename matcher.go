@@ -95,7 +95,7 @@ func (reg *registration) fires(ev *event) bool {
 	if rules == nil {
 		return true
 	}
-	return rules.holds(&ev.fields, ev.previous, ev.action == "Update")
+	return rules.holds(&ev.fields, &ev.prevFields, ev.action == "Update")
 }
 
 const customEntity = "CustomEntity"
@@ -109,6 +109,7 @@ type event struct {
 	data           gjson.Result
 	fields         fields       // data's values, as filters read them
 	previous       gjson.Result // does not exist when the host gave none
+	prevFields     fields       // previous's values, as on-field-change reads them
 	related        gjson.Result
 }
 
@@ -136,6 +137,7 @@ func (r *Registry) parseEvent(ev *event, i int, e Event) error {
 	if ev.previous, err = ev.parse("previous", e.Previous, true); err != nil {
 		return err
 	}
+	ev.prevFields.data = ev.previous
 	if ev.related, err = ev.parse("related", e.Related, true); err != nil {
 		return err
 	}

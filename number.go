@@ -22,8 +22,12 @@ func parseNumber(s string) (number, bool) {
 	if !isJSONNumber(s) {
 		return number{}, false
 	}
-	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return number{text: s, f: float64(i), i: i, isInt: true}, true
+	// Only integers go to ParseInt: a failed parse allocates its error, and
+	// matching an event must not allocate.
+	if !strings.ContainsAny(s, ".eE") {
+		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return number{text: s, f: float64(i), i: i, isInt: true}, true
+		}
 	}
 	// Beyond float64's range ParseFloat gives ±Inf, which still orders.
 	f, _ := strconv.ParseFloat(s, 64)
