@@ -54,10 +54,11 @@ func (m *Matcher) Match(e Event) ([]*Webhook, error) {
 func (m *Matcher) match(ev *event, dst []*registration) []*registration {
 	start := len(dst)
 	m.r.mu.RLock()
-	if sp := m.r.index.spaces[ev.Space]; sp != nil {
-		dst = sp.appendBucket(dst, ev.Name, ev)
-		dst = sp.appendBucket(dst, ev.entity+".*", ev)
-		dst = sp.appendBucket(dst, "*", ev)
+	ix := &m.r.index
+	if sp := ix.spaces[ev.Space]; sp != nil {
+		dst = ix.appendBucket(dst, sp, ev.Name, ev)
+		dst = ix.appendBucket(dst, sp, ev.entity+".*", ev)
+		dst = ix.appendBucket(dst, sp, "*", ev)
 	}
 	m.r.mu.RUnlock()
 	found := dst[start:]
@@ -178,9 +179,13 @@ func bytesView(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(
 // index finds registrations by space and event name, and within those by
 // an equality filter, so that the cost of an event does not grow with the
 // registrations that filter it out. Writers change only the entries of one
-// registration. It requires Registry.mu.
+// registration, each in O(1). The maps are shared by all buckets rather
+// than kept per bucket: most buckets hold a registration or two, and a map
+// apiece would cost more than the registrations. It requires Registry.mu.
 type index struct {
 	spaces map[string]*spaceIndex
+	eq     map[eqKey][]*registration // the indexed registrations of a bucket, by field and value
+	pos    map[posKey]int            // where a registration is in its bucket's plain or indexed slice
 }
 
 type spaceIndex struct {
@@ -188,21 +193,29 @@ type spaceIndex struct {
 }
 
 // bucket holds the registrations of one space and event key: those that
-// require a field to equal one of some strings, by field and value, and
-// the plain rest, which are tried one by one. plain is a slice for fast
-// reads with a position map for O(1) removal.
+// require a field to equal one of some strings, found through index.eq,
+// and the plain rest, which are tried one by one.
 type bucket struct {
-	plain []*registration
-	pos   map[*registration]int
-	eq    []*eqIndex // by field; few, as registrations filter on few fields
+	plain   []*registration
+	indexed []*registration // all of those in index.eq, for List and removal
+	fields  []eqField       // the fields they are filed by; few
 }
 
-// eqIndex holds the registrations of a bucket whose filter on one field is
-// "eq" to strings (or booleans), by each of those values.
-type eqIndex struct {
-	path    path
-	key     string
-	byValue map[string][]*registration
+// eqField is a field that registrations of a bucket are filed by in
+// index.eq, and how many are.
+type eqField struct {
+	fieldRef
+	n int
+}
+
+type eqKey struct {
+	b            *bucket
+	field, value string
+}
+
+type posKey struct {
+	b   *bucket
+	reg *registration
 }
 
 // indexedBy returns the condition that files reg under the bucket key, or
@@ -235,9 +248,18 @@ conditions:
 	return nil
 }
 
+// distinctValues calls f with each value of c once.
+func (c *condition) distinctValues(f func(text string)) {
+	for j, x := range c.values {
+		if !slices.ContainsFunc(c.values[:j], func(y value) bool { return y.text == x.text }) {
+			f(x.text)
+		}
+	}
+}
+
 func (ix *index) add(reg *registration) {
 	if ix.spaces == nil {
-		ix.spaces = map[string]*spaceIndex{}
+		ix.spaces, ix.eq, ix.pos = map[string]*spaceIndex{}, map[eqKey][]*registration{}, map[posKey]int{}
 	}
 	sp := ix.spaces[reg.hook.Space]
 	if sp == nil {
@@ -252,23 +274,21 @@ func (ix *index) add(reg *registration) {
 		}
 		c := reg.indexedBy(key)
 		if c == nil {
-			if b.pos == nil {
-				b.pos = map[*registration]int{}
-			}
-			b.pos[reg] = len(b.plain)
+			ix.pos[posKey{b, reg}] = len(b.plain)
 			b.plain = append(b.plain, reg)
 			continue
 		}
-		i := slices.IndexFunc(b.eq, func(e *eqIndex) bool { return e.key == c.key })
-		if i < 0 {
-			i = len(b.eq)
-			b.eq = append(b.eq, &eqIndex{path: c.path, key: c.key, byValue: map[string][]*registration{}})
+		ix.pos[posKey{b, reg}] = len(b.indexed)
+		b.indexed = append(b.indexed, reg)
+		if i := slices.IndexFunc(b.fields, func(f eqField) bool { return f.key == c.key }); i >= 0 {
+			b.fields[i].n++
+		} else {
+			b.fields = append(b.fields, eqField{fieldRef: c.fieldRef, n: 1})
 		}
-		for j, x := range c.values {
-			if !slices.ContainsFunc(c.values[:j], func(y value) bool { return y.text == x.text }) {
-				b.eq[i].byValue[x.text] = append(b.eq[i].byValue[x.text], reg)
-			}
-		}
+		c.distinctValues(func(text string) {
+			k := eqKey{b, c.key, text}
+			ix.eq[k] = append(ix.eq[k], reg)
+		})
 	}
 }
 
@@ -276,31 +296,32 @@ func (ix *index) remove(reg *registration) {
 	sp := ix.spaces[reg.hook.Space]
 	for _, key := range reg.keys {
 		b := sp.buckets[key]
+		list := &b.plain
 		if c := reg.indexedBy(key); c != nil {
-			i := slices.IndexFunc(b.eq, func(e *eqIndex) bool { return e.key == c.key })
-			e := b.eq[i]
-			for _, x := range c.values {
+			list = &b.indexed
+			i := slices.IndexFunc(b.fields, func(f eqField) bool { return f.key == c.key })
+			if b.fields[i].n--; b.fields[i].n == 0 {
+				b.fields = slices.Delete(b.fields, i, i+1)
+			}
+			c.distinctValues(func(text string) {
 				// Registrations filtering on the same value of the same
 				// field in one bucket are few: a scan is cheap.
-				if list := slices.DeleteFunc(e.byValue[x.text], func(r *registration) bool { return r == reg }); len(list) > 0 {
-					e.byValue[x.text] = list
+				k := eqKey{b, c.key, text}
+				if regs := slices.DeleteFunc(ix.eq[k], func(r *registration) bool { return r == reg }); len(regs) > 0 {
+					ix.eq[k] = regs
 				} else {
-					delete(e.byValue, x.text)
+					delete(ix.eq, k)
 				}
-			}
-			if len(e.byValue) == 0 {
-				b.eq = slices.Delete(b.eq, i, i+1)
-			}
-		} else {
-			i := b.pos[reg]
-			last := len(b.plain) - 1
-			b.plain[i] = b.plain[last]
-			b.pos[b.plain[i]] = i
-			b.plain[last] = nil
-			b.plain = b.plain[:last]
-			delete(b.pos, reg)
+			})
 		}
-		if len(b.plain) == 0 && len(b.eq) == 0 {
+		i, last := ix.pos[posKey{b, reg}], len(*list)-1
+		moved := (*list)[last]
+		(*list)[i] = moved
+		ix.pos[posKey{b, moved}] = i
+		(*list)[last] = nil
+		*list = (*list)[:last]
+		delete(ix.pos, posKey{b, reg})
+		if len(b.plain) == 0 && len(b.indexed) == 0 {
 			delete(sp.buckets, key)
 		}
 	}
@@ -311,15 +332,15 @@ func (ix *index) remove(reg *registration) {
 
 // appendBucket appends the registrations of a bucket that ev may fire:
 // every plain one, and of the others those filed under ev's values.
-func (sp *spaceIndex) appendBucket(dst []*registration, key string, ev *event) []*registration {
+func (ix *index) appendBucket(dst []*registration, sp *spaceIndex, key string, ev *event) []*registration {
 	b := sp.buckets[key]
 	if b == nil {
 		return dst
 	}
 	dst = append(dst, b.plain...)
-	for _, e := range b.eq {
+	for _, f := range b.fields {
 		var buf [8]gjson.Result
-		vals, _ := ev.fields.lookup(e.path, e.key, buf[:0])
+		vals, _ := ev.fields.lookup(f.path, f.key, buf[:0])
 		for _, v := range vals {
 			var text string
 			switch v.Type {
@@ -330,7 +351,7 @@ func (sp *spaceIndex) appendBucket(dst []*registration, key string, ev *event) [
 			default:
 				continue // no string or boolean equals it
 			}
-			dst = append(dst, e.byValue[text]...)
+			dst = append(dst, ix.eq[eqKey{b, f.key, text}]...)
 		}
 	}
 	return dst
@@ -345,11 +366,7 @@ func (ix *index) all(space string) []*registration {
 	var out []*registration
 	for _, b := range sp.buckets {
 		out = append(out, b.plain...)
-		for _, e := range b.eq {
-			for _, regs := range e.byValue {
-				out = append(out, regs...)
-			}
-		}
+		out = append(out, b.indexed...)
 	}
 	slices.SortFunc(out, bySeq)
 	return slices.CompactFunc(out, func(a, b *registration) bool { return a == b })
