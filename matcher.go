@@ -52,13 +52,16 @@ func (m *Matcher) Match(e Event) ([]*Webhook, error) {
 // read lock while it collects the candidates, reading the fields that
 // equality filters index, and applies the filters after.
 func (m *Matcher) match(ev *event, dst []*registration) []*registration {
+	// The fields read of this event's records, kept on the stack for as
+	// long as the event is being matched.
+	data, prevData := fields{data: ev.data}, fields{data: ev.previous}
 	start := len(dst)
 	m.r.mu.RLock()
 	ix := &m.r.index
 	if sp := ix.spaces[ev.Space]; sp != nil {
-		dst = ix.appendBucket(dst, sp, ev.Name, ev)
-		dst = ix.appendBucket(dst, sp, ev.entity+".*", ev)
-		dst = ix.appendBucket(dst, sp, "*", ev)
+		dst = ix.appendBucket(dst, sp, ev.Name, &data)
+		dst = ix.appendBucket(dst, sp, ev.entity+".*", &data)
+		dst = ix.appendBucket(dst, sp, "*", &data)
 	}
 	m.r.mu.RUnlock()
 	found := dst[start:]
@@ -72,7 +75,7 @@ func (m *Matcher) match(ev *event, dst []*registration) []*registration {
 			continue
 		}
 		prev = reg
-		if reg.fires(ev) {
+		if reg.fires(ev, &data, &prevData) {
 			dst[n] = reg
 			n++
 		}
@@ -81,8 +84,9 @@ func (m *Matcher) match(ev *event, dst []*registration) []*registration {
 	return dst[:n]
 }
 
-// fires applies a registration's per-event conditions, cheapest first.
-func (reg *registration) fires(ev *event) bool {
+// fires applies a registration's per-event conditions, cheapest first;
+// data and prev read ev's records.
+func (reg *registration) fires(ev *event, data, prev *fields) bool {
 	if reg.hook.Disabled != nil {
 		return false
 	}
@@ -96,7 +100,7 @@ func (reg *registration) fires(ev *event) bool {
 	if rules == nil {
 		return true
 	}
-	return rules.holds(&ev.fields, &ev.prevFields, ev.action == "Update")
+	return rules.holds(data, prev, ev.action == "Update")
 }
 
 const customEntity = "CustomEntity"
@@ -108,9 +112,7 @@ type event struct {
 	entity, action string // "Account", "Update"
 	optionsKey     string // the key of options.entity: the entity, or the custom entity's API name
 	data           gjson.Result
-	fields         fields       // data's values, as filters read them
 	previous       gjson.Result // does not exist when the host gave none
-	prevFields     fields       // previous's values, as on-field-change reads them
 	related        gjson.Result
 }
 
@@ -134,11 +136,9 @@ func (r *Registry) parseEvent(ev *event, i int, e Event) error {
 	if ev.data, err = ev.parse("data", e.Data, false); err != nil {
 		return err
 	}
-	ev.fields.data = ev.data
 	if ev.previous, err = ev.parse("previous", e.Previous, true); err != nil {
 		return err
 	}
-	ev.prevFields.data = ev.previous
 	if ev.related, err = ev.parse("related", e.Related, true); err != nil {
 		return err
 	}
@@ -330,9 +330,10 @@ func (ix *index) remove(reg *registration) {
 	}
 }
 
-// appendBucket appends the registrations of a bucket that ev may fire:
-// every plain one, and of the others those filed under ev's values.
-func (ix *index) appendBucket(dst []*registration, sp *spaceIndex, key string, ev *event) []*registration {
+// appendBucket appends the registrations of a bucket that an event may
+// fire: every plain one, and of the others those filed under the values
+// of its record.
+func (ix *index) appendBucket(dst []*registration, sp *spaceIndex, key string, data *fields) []*registration {
 	b := sp.buckets[key]
 	if b == nil {
 		return dst
@@ -340,7 +341,7 @@ func (ix *index) appendBucket(dst []*registration, sp *spaceIndex, key string, e
 	dst = append(dst, b.plain...)
 	for _, f := range b.fields {
 		var buf [8]gjson.Result
-		vals, _ := ev.fields.lookup(f.path, f.key, buf[:0])
+		vals, _ := data.lookup(f.path, f.key, buf[:0])
 		for _, v := range vals {
 			var text string
 			switch v.Type {
