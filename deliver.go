@@ -306,10 +306,11 @@ func (d *Dispatcher) Dispatch(ctx context.Context, events ...Event) error {
 	defer d.intake.Done()
 
 	evs := make([]*event, len(events))
+	parsed := make([]event, len(events)) // one allocation for them all
 	for i, e := range events {
 		// Read in place: every request body is built, a copy, before the
 		// call returns, so nothing keeps the caller's buffers.
-		evs[i] = new(event)
+		evs[i] = &parsed[i]
 		if err := d.reg.parseEvent(evs[i], i, e); err != nil {
 			return err
 		}
