@@ -139,7 +139,14 @@ func (p AddressPolicy) CheckURL(rawURL string) error {
 	if err != nil {
 		return err
 	}
-	host := u.Hostname()
+	return p.checkHost(u.Hostname())
+}
+
+// checkHost is CheckURL for a URL already parsed.
+func (p AddressPolicy) checkHost(host string) error {
+	if p.AllowPrivateNetworks {
+		return nil
+	}
 	name := strings.TrimSuffix(strings.ToLower(host), ".")
 	if name == "localhost" || strings.HasSuffix(name, ".localhost") {
 		return fmt.Errorf("%w: %s is localhost", ErrRefusedAddress, host)

@@ -193,10 +193,17 @@ type Dispatcher struct {
 
 	ctx    context.Context // of every attempt; cancelled when Close gives up
 	cancel context.CancelFunc
-	wake   chan struct{} // tells the scheduler to look at the Queue again
-	stop   chan struct{} // closed by Close: the scheduler ends
-	intake sync.WaitGroup
-	wg     sync.WaitGroup // the scheduler and the attempts in flight
+	bg     context.Context // ctx without its cancellation, for the Queue's bookkeeping
+	// bound says whether attempts need attemptTimeout of their own: not
+	// when the HTTPTransport's own timeout is shorter.
+	bound bool
+	// The values of the headers every request has, shared by all of them:
+	// a Transport must not modify a Request.
+	contentType, agent []string
+	wake               chan struct{} // tells the scheduler to look at the Queue again
+	stop               chan struct{} // closed by Close: the scheduler ends
+	intake             sync.WaitGroup
+	wg                 sync.WaitGroup // the scheduler and the attempts in flight
 
 	mu        sync.Mutex
 	closed    bool
@@ -264,6 +271,12 @@ func NewDispatcher(r *Registry, cfg Config) (*Dispatcher, error) {
 		d.log = slog.Default()
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.bg = context.WithoutCancel(d.ctx)
+	d.bound = true
+	if ht, ok := d.transport.(*HTTPTransport); ok && ht.timeout <= attemptTimeout {
+		d.bound = false
+	}
+	d.contentType, d.agent = []string{"application/json"}, []string{userAgent}
 	d.wg.Add(1)
 	go d.run()
 	return d, nil
@@ -542,7 +555,7 @@ type outcome struct {
 func (d *Dispatcher) attempt(dl *Delivery) {
 	// The Queue's bookkeeping must happen even when Close cancelled the
 	// attempt: a delivery left leased would wait for its lease to run out.
-	bg := context.WithoutCancel(d.ctx)
+	bg := d.bg
 	reg, err := d.reg.lookup(dl.WebhookID)
 	if err != nil {
 		// The registration was deleted: its deliveries are not wanted.
@@ -678,8 +691,8 @@ func (d *Dispatcher) send(hook *Webhook, dl *Delivery) (out outcome) {
 	req := &Request{URL: hook.URL, Header: make(http.Header, 6), Body: dl.Body,
 		InsecureSSL: hook.InsecureSSL, WebhookID: hook.ID, EventIDs: dl.EventIDs}
 	h := req.Header
-	h["Content-Type"] = []string{"application/json"}
-	h["User-Agent"] = []string{userAgent}
+	h["Content-Type"] = d.contentType
+	h["User-Agent"] = d.agent
 	h[http.CanonicalHeaderKey(HeaderID)] = []string{dl.ID}
 	h[http.CanonicalHeaderKey(HeaderTimestamp)] = []string{strconv.FormatInt(start.Unix(), 10)}
 	if hook.Signature != "" {
@@ -692,8 +705,12 @@ func (d *Dispatcher) send(hook *Webhook, dl *Delivery) (out outcome) {
 		}
 		h[http.CanonicalHeaderKey(HeaderSignature)] = []string{sig}
 	}
-	ctx, cancel := context.WithTimeout(d.ctx, attemptTimeout)
-	defer cancel()
+	ctx := d.ctx
+	if d.bound {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, attemptTimeout)
+		defer cancel()
+	}
 	resp, err := d.transport.Send(ctx, req)
 	switch {
 	case err != nil:

@@ -266,16 +266,16 @@ func (t *HTTPTransport) checkRemote(addr net.Addr) error {
 // ErrRefusedAddress; a request that outlasts HTTPConfig.Timeout is one
 // wrapping context.DeadlineExceeded.
 func (t *HTTPTransport) Send(ctx context.Context, req *Request) (*Response, error) {
-	// The dial-time check would refuse a literal too, but only after the
-	// request is built and a connection attempted; this way it is
-	// refused at once, and through any RoundTripper.
-	if err := t.policy.CheckURL(req.URL); err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, req.URL, bytes.NewReader(req.Body))
 	if err != nil {
+		return nil, err
+	}
+	// The dial-time check would refuse a literal too, but only after a
+	// connection is attempted; this way it is refused at once, and
+	// through any RoundTripper. (CheckURL, on the URL already parsed.)
+	if err := t.policy.checkHost(hreq.URL.Hostname()); err != nil {
 		return nil, err
 	}
 	hreq.Header = req.Header.Clone()
