@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -263,4 +265,80 @@ func FuzzValid(f *testing.F) {
 			t.Fatalf("encoding/json says %v, gjson says %v, of %q", want, got, b)
 		}
 	})
+}
+
+// TestIndexedMatchAgreesWithTryingEveryRegistration checks the equality
+// index against its definition: Match must fire exactly the registrations
+// that trying every registration of the event's space and name would,
+// whatever mix of values, types, lists and missing fields the filters and
+// records hold.
+func TestIndexedMatchAgreesWithTryingEveryRegistration(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	values := []string{`"a"`, `"b"`, `"A"`, `"5"`, `"5.0"`, `5`, `true`, `false`, `"true"`, `null`, `""`}
+	pick := func() string { return values[rng.IntN(len(values))] }
+	filterValue := func() string {
+		if rng.IntN(3) > 0 {
+			return pick()
+		}
+		return "[" + pick() + "," + pick() + "]"
+	}
+	ops := []string{"", "eq", "not-eq", "ieq"}
+	r := newTestRegistry()
+	events := []string{"Account.Update", "Account.*", "*", "Contact.Update"}
+	for i := range 400 {
+		o := EntityOptions{Filter: map[string]json.RawMessage{}, FilterOp: map[string]string{}}
+		for _, f := range []string{"x", "y", "n.z"} {
+			if rng.IntN(2) == 0 {
+				o.Filter[f] = json.RawMessage(filterValue())
+				if op := ops[rng.IntN(len(ops))]; op != "" {
+					o.FilterOp[f] = op
+				}
+			}
+		}
+		if len(o.Filter) == 0 {
+			o.Filter = nil
+		}
+		if len(o.FilterOp) == 0 {
+			o.FilterOp = nil
+		}
+		mustCreate(t, r, Webhook{Space: fmt.Sprint(i % 3), URL: fmt.Sprintf("https://example.com/%d", i),
+			Events: []string{events[rng.IntN(len(events))]}, Options: Options{Entity: map[string]EntityOptions{"Account": o}}})
+	}
+	recordValue := func() string {
+		switch rng.IntN(4) {
+		case 0:
+			return "[" + pick() + "," + pick() + "]"
+		case 1:
+			return `[{"z":` + pick() + `}]`
+		}
+		return pick()
+	}
+	m := NewMatcher(r)
+	for range 2000 {
+		members := []string{}
+		for _, f := range []string{"x", "y"} {
+			if rng.IntN(4) > 0 {
+				members = append(members, `"`+f+`":`+recordValue())
+			}
+		}
+		if rng.IntN(2) == 0 {
+			members = append(members, `"n":{"z":`+recordValue()+`}`)
+		}
+		e := Event{Space: fmt.Sprint(rng.IntN(3)), Name: "Account.Update", Data: json.RawMessage("{" + strings.Join(members, ",") + "}")}
+		got := matchURLs(t, m, e)
+
+		var ev event
+		require.NoError(t, r.parseEvent(&ev, 0, e))
+		want := []string{}
+		for _, reg := range r.index.all(e.Space) {
+			if !slices.ContainsFunc(reg.keys, func(k string) bool { return k == e.Name || k == "Account.*" || k == "*" }) {
+				continue
+			}
+			data, prev := fields{data: ev.data}, fields{data: ev.previous}
+			if reg.fires(&ev, &data, &prev) {
+				want = append(want, reg.hook.URL)
+			}
+		}
+		require.Equal(t, want, got, "record %s in space %s", e.Data, e.Space)
+	}
 }
