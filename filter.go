@@ -141,7 +141,10 @@ func compileCondition(field, p string, raw json.RawMessage, opName string) (cond
 	if !json.Valid(raw) {
 		return c, invalid(ff, "not JSON: %s", shorten(raw))
 	}
-	v := gjson.ParseBytes(raw)
+	// Read in place: raw belongs to the registration's own copy of its
+	// options, which nothing modifies, so the values' text may point into
+	// it rather than into a copy of every filter's JSON.
+	v := gjson.Parse(bytesView(raw))
 	list := v.IsArray()
 	v.ForEach(func(_, elem gjson.Result) bool {
 		if elem.IsObject() || elem.IsArray() {

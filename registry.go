@@ -269,7 +269,8 @@ func bySeq(a, b *registration) int {
 const maxChunkSize = 100
 
 // compile validates w and builds its compiled form; it is the only place
-// where options are parsed.
+// where options are parsed. w must be the Registry's own copy: the
+// compiled filters point into its options.
 func (r *Registry) compile(w Webhook) (*registration, error) {
 	if err := checkURL(w.URL); err != nil {
 		return nil, err
