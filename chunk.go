@@ -60,7 +60,7 @@ const eventTimeLayout = "2006-01-02T15:04:05.000000Z"
 // and cut down by reg's options.
 func appendItem(ctx context.Context, exp Expander, reg *registration, ev *event, dst []byte) ([]byte, error) {
 	dst = append(dst, `{"webhook":`...)
-	dst = append(dst, reg.payload...)
+	dst = append(dst, reg.payloadJSON()...)
 	dst = append(dst, `,"event":`...)
 	dst = gjson.AppendJSONString(dst, ev.Name)
 	dst = append(dst, `,"event_time":"`...)

@@ -253,7 +253,7 @@ type registration struct {
 	custom     []string // custom entity API names; empty means all
 	chunkSize  int
 	chunkDelay time.Duration
-	payload    []byte // the "webhook" object of a request body: hook without signature
+	payload    *payload
 }
 
 func bySeq(a, b *registration) int {
@@ -329,13 +329,34 @@ func (r *Registry) compile(w Webhook) (*registration, error) {
 			return nil, err
 		}
 	}
-	// The payload never carries the signature: it is the receiver's secret.
-	public := w
-	public.Signature = ""
-	if reg.payload, err = json.Marshal(public); err != nil {
+	// Marshalled here only to refuse what cannot be; the payload is built
+	// when the registration first fires.
+	if _, err = json.Marshal(w); err != nil {
 		return nil, invalid("options", "%v", err)
 	}
+	reg.payload = new(payload)
 	return reg, nil
+}
+
+// payload is the "webhook" object of a registration's request bodies,
+// built once, when the registration first fires: in a large registry most
+// registrations fire rarely, and their JSON would be a tenth of their
+// memory. Copies of a registration (disabling makes one) share it.
+type payload struct {
+	once sync.Once
+	json []byte
+}
+
+// payloadJSON returns the registration as a receiver sees it: never with
+// its signature, the receiver's secret.
+func (reg *registration) payloadJSON() []byte {
+	p := reg.payload
+	p.once.Do(func() {
+		public := reg.hook
+		public.Signature, public.Disabled = "", nil // a disabled registration sends nothing
+		p.json, _ = json.Marshal(public)            // compile checked that it marshals
+	})
+	return p.json
 }
 
 // eventKeys validates events and returns the index keys: "*" stands for
