@@ -10,46 +10,48 @@ import (
 
 // deliveries builds what one Dispatch call sends to reg: the items of its
 // events, cut into bodies of at most chunk_size items and maxBody bytes.
-// Body N is due N*chunk_delay after now.
-func deliveries(ctx context.Context, exp Expander, reg *registration, events []*event, now time.Time, maxBody int) ([]*Delivery, error) {
+// Body N is due N*chunk_delay after now. The items are built in buf, which
+// it returns, grown, for the next call: each body is then one allocation
+// of its exact size, however many items it took to build.
+func deliveries(ctx context.Context, exp Expander, reg *registration, events []*event, now time.Time, maxBody int, buf []byte) ([]*Delivery, []byte, error) {
 	var (
 		ds   []*Delivery
-		body []byte // items, each after a ',' that becomes '[' for the first
+		body = buf[:0] // items, each after a ',' that becomes '[' for the first
 		ids  []string
 	)
-	flush := func() {
-		body[0] = '['
+	// flush makes a delivery of the first n bytes of body and keeps the rest.
+	flush := func(n int) {
+		b := make([]byte, n+1)
+		copy(b, body[:n])
+		b[0], b[n] = '[', ']'
 		ds = append(ds, &Delivery{ID: newUUID(), WebhookID: reg.hook.ID, EventIDs: ids,
-			Body: append(body, ']'), Created: now, Due: now.Add(time.Duration(len(ds)) * reg.chunkDelay)})
-		body, ids = nil, nil
+			Body: b, Created: now, Due: now.Add(time.Duration(len(ds)) * reg.chunkDelay)})
+		body, ids = body[:copy(body, body[n:])], nil
 	}
 	for _, ev := range events {
 		if len(ids) == reg.chunkSize {
-			flush()
+			flush(len(body))
 		}
 		mark := len(body)
 		var err error
 		body, err = appendItem(ctx, exp, reg, ev, append(body, ','))
 		if err != nil {
-			return nil, fmt.Errorf("webhook: event %d (%s) for webhook %s: %w", ev.index, ev.ID, reg.hook.ID, err)
+			return nil, body, fmt.Errorf("webhook: event %d (%s) for webhook %s: %w", ev.index, ev.ID, reg.hook.ID, err)
 		}
 		if item := len(body) - mark - 1; item+2 > maxBody {
-			return nil, fmt.Errorf("webhook: event %d (%s) for webhook %s: its item is %d bytes, more than the %d a request body may have: %w",
+			return nil, body, fmt.Errorf("webhook: event %d (%s) for webhook %s: its item is %d bytes, more than the %d a request body may have: %w",
 				ev.index, ev.ID, reg.hook.ID, item, maxBody, ErrTooLarge)
 		}
 		if len(body)+1 > maxBody && len(ids) > 0 {
 			// The item does not fit beside the others: it opens the next body.
-			item := append([]byte(nil), body[mark:]...)
-			body = body[:mark]
-			flush()
-			body = item
+			flush(mark)
 		}
 		ids = append(ids, ev.ID)
 	}
 	if len(ids) > 0 {
-		flush()
+		flush(len(body))
 	}
-	return ds, nil
+	return ds, body, nil
 }
 
 // eventTimeLayout is RFC 3339 in UTC with microseconds, always written, so

@@ -278,7 +278,8 @@ func (t *HTTPTransport) Send(ctx context.Context, req *Request) (*Response, erro
 	if err := t.policy.checkHost(hreq.URL.Hostname()); err != nil {
 		return nil, err
 	}
-	hreq.Header = req.Header.Clone()
+	// Not a copy: a RoundTripper must not modify the request.
+	hreq.Header = req.Header
 	client := t.secure
 	if req.InsecureSSL {
 		client = t.insecure
@@ -290,9 +291,11 @@ func (t *HTTPTransport) Send(ctx context.Context, req *Request) (*Response, erro
 	// Closing before the end drops the connection rather than reading the
 	// rest of a large answer.
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, t.maxBody))
-	if err != nil {
-		return nil, err
+	var body []byte
+	if resp.ContentLength != 0 { // most receivers answer nothing: no buffer for it
+		if body, err = io.ReadAll(io.LimitReader(resp.Body, t.maxBody)); err != nil {
+			return nil, err
+		}
 	}
 	return &Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: body}, nil
 }
