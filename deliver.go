@@ -532,10 +532,7 @@ func (d *Dispatcher) sweepLocked() {
 func (d *Dispatcher) start(dl *Delivery) {
 	d.mu.Lock()
 	d.inFlight++
-	ep := d.endpointLocked(dl.WebhookID)
-	if ep.inFlight++; ep.inFlight >= d.maxInFlight {
-		d.limited[dl.WebhookID] = ep
-	}
+	j := d.takeLocked(dl)
 	handoff := d.idle > 0
 	if handoff {
 		d.idle--
@@ -543,14 +540,14 @@ func (d *Dispatcher) start(dl *Delivery) {
 	d.mu.Unlock()
 	if handoff {
 		select {
-		case d.jobs <- job{dl, ep}:
+		case d.jobs <- j:
 			return
 		case <-d.stop:
 			// The idle worker may have ended; this attempt still needs one.
 		}
 	}
 	d.wg.Add(1)
-	go d.work(job{dl, ep})
+	go d.work(j)
 }
 
 // job is an attempt to make, with its registration's delivery state.
@@ -559,20 +556,49 @@ type job struct {
 	ep *endpoint
 }
 
-// work runs dl's attempt, then each one the scheduler hands it, until Close.
+// takeLocked counts dl in flight to its registration; the caller counts
+// it in d.inFlight. It requires d.mu held.
+func (d *Dispatcher) takeLocked(dl *Delivery) job {
+	ep := d.endpointLocked(dl.WebhookID)
+	if ep.inFlight++; ep.inFlight >= d.maxInFlight {
+		d.limited[dl.WebhookID] = ep
+	}
+	return job{dl, ep}
+}
+
+// work runs j's attempt, then the next due delivery while there is one,
+// then waits for the scheduler to hand it another, until Close.
 func (d *Dispatcher) work(j job) {
 	defer d.wg.Done()
 	for {
 		d.attempt(j.dl)
 		id, ep := j.dl.WebhookID, j.ep
+		now := d.clock.Now()
 		d.mu.Lock()
-		d.inFlight--
 		// Forget an endpoint with nothing left to remember, so that the
 		// map holds only registrations in flight, paused or failing.
-		if ep.inFlight--; ep.inFlight == 0 && ep.failures == 0 && !ep.pausedUntil.After(d.clock.Now()) {
+		if ep.inFlight--; ep.inFlight == 0 && ep.failures == 0 && !ep.pausedUntil.After(now) {
 			delete(d.endpoints, id)
 			delete(d.limited, id)
 		}
+		skip, _ := d.limitedLocked(now)
+		d.mu.Unlock()
+		// The worker keeps its slot for what is due next: going through
+		// the scheduler would cost a wake-up and a hand-off per request.
+		var next []*Delivery
+		select {
+		case <-d.stop: // Close waits for what is in flight, not for the Queue
+		default:
+			// An error is the scheduler's to log, once it is poked below.
+			next, _ = d.queue.Claim(d.ctx, now, 1, lease, skip)
+		}
+		d.mu.Lock()
+		if len(next) == 1 {
+			j = d.takeLocked(next[0])
+			d.mu.Unlock()
+			continue
+		}
+		d.inFlight--
 		d.idle++
 		d.mu.Unlock()
 		d.poke()
@@ -720,6 +746,14 @@ func (d *Dispatcher) settle(ctx context.Context, dl *Delivery, err error) {
 	}
 }
 
+// The header names as http.Header keys them, written out so that no
+// request computes them again.
+const (
+	canonicalID        = "Webhook-Id"
+	canonicalTimestamp = "Webhook-Timestamp"
+	canonicalSignature = "Webhook-Signature"
+)
+
 // send makes one attempt: headers, signature and the Transport's request.
 func (d *Dispatcher) send(hook *Webhook, dl *Delivery) (out outcome) {
 	start := d.clock.Now()
@@ -731,22 +765,23 @@ func (d *Dispatcher) send(hook *Webhook, dl *Delivery) (out outcome) {
 		}
 		out.duration = d.clock.Now().Sub(start)
 	}()
-	req := &Request{URL: hook.URL, Header: make(http.Header, 6), Body: dl.Body,
+	req := &Request{URL: hook.URL, Header: make(http.Header, 5), Body: dl.Body,
 		InsecureSSL: hook.InsecureSSL, WebhookID: hook.ID, EventIDs: dl.EventIDs}
+	// One array backs the three values that change per request.
+	vals := [3]string{dl.ID, strconv.FormatInt(start.Unix(), 10)}
 	h := req.Header
 	h["Content-Type"] = d.contentType
 	h["User-Agent"] = d.agent
-	h[http.CanonicalHeaderKey(HeaderID)] = []string{dl.ID}
-	h[http.CanonicalHeaderKey(HeaderTimestamp)] = []string{strconv.FormatInt(start.Unix(), 10)}
+	h[canonicalID] = vals[0:1:1]
+	h[canonicalTimestamp] = vals[1:2:2]
 	if hook.Signature != "" {
-		var sig string
 		switch d.format {
 		case PipelinerSignature:
-			sig = Sign(hook.Signature, dl.Body)
+			vals[2] = Sign(hook.Signature, dl.Body)
 		case StandardSignature:
-			sig = SignStandard(hook.Signature, dl.ID, start, dl.Body)
+			vals[2] = SignStandard(hook.Signature, dl.ID, start, dl.Body)
 		}
-		h[http.CanonicalHeaderKey(HeaderSignature)] = []string{sig}
+		h[canonicalSignature] = vals[2:3:3]
 	}
 	ctx := d.ctx
 	if d.bound {

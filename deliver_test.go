@@ -436,3 +436,9 @@ func BenchmarkDeliveryAttempt(b *testing.B) {
 	b.Run("attempt-discard", func(b *testing.B) { attempt(b, discard, PipelinerSignature) })
 	b.Run("attempt-discard-standard", func(b *testing.B) { attempt(b, discard, StandardSignature) })
 }
+
+func TestCanonicalHeaderNames(t *testing.T) {
+	for name, canonical := range map[string]string{HeaderID: canonicalID, HeaderTimestamp: canonicalTimestamp, HeaderSignature: canonicalSignature} {
+		require.Equal(t, http.CanonicalHeaderKey(name), canonical)
+	}
+}
