@@ -1,0 +1,281 @@
+package webhook
+
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
+// validMaxDepth is encoding/json's limit on nesting: arrays and objects
+// together, 10000 levels accepted and 10001 refused.
+const validMaxDepth = 10000
+
+// Classes of bytes for validJSON.
+const (
+	jsonSpace = 1 << iota // white space between tokens
+	jsonPlain             // a byte a string holds as it is
+	jsonDigit
+	jsonHex
+)
+
+// jsonClass holds the classes of every byte. A string's bytes need not be
+// UTF-8: encoding/json takes every byte from 0x20 up but '"' and '\\'.
+var jsonClass = func() (t [256]uint8) {
+	for c := 0x20; c < len(t); c++ {
+		t[c] = jsonPlain
+	}
+	t['"'], t['\\'] = 0, 0
+	for _, c := range " \t\n\r" {
+		t[c] |= jsonSpace
+	}
+	for _, c := range "0123456789" {
+		t[c] |= jsonDigit | jsonHex
+	}
+	for _, c := range "abcdefABCDEF" {
+		t[c] |= jsonHex
+	}
+	return t
+}()
+
+// validJSON reports whether b is one valid JSON value, exactly as
+// encoding/json's Valid does, without allocating. Like Valid it accepts
+// strings holding bytes that are not UTF-8 and \u escapes of lone
+// surrogates, and refuses nesting deeper than validMaxDepth.
+func validJSON(b []byte) bool {
+	// A bit for each level of nesting, set for an object, and the innermost
+	// level's kept at hand.
+	var objects [validMaxDepth/64 + 1]uint64
+	var depth uint
+	object := false
+	i := 0
+
+	// Each step has its own code, jumped to, rather than one loop that
+	// switches on a state: a branch that always sees the same context is
+	// one the processor predicts.
+value:
+	i = validSpace(b, i)
+	if i >= len(b) {
+		return false
+	}
+	switch b[i] {
+	case '"':
+		if i = validPlain(b, i+1); i < len(b) && b[i] == '"' {
+			i++
+		} else if i = validString(b, i); i < 0 {
+			return false
+		}
+	case '{':
+		if depth == validMaxDepth {
+			return false
+		}
+		i = validSpace(b, i+1)
+		if i < len(b) && b[i] == '}' {
+			i++
+			break
+		}
+		objects[depth/64] |= 1 << (depth % 64)
+		depth++
+		object = true
+		goto key
+	case '[':
+		if depth == validMaxDepth {
+			return false
+		}
+		i = validSpace(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			i++
+			break
+		}
+		objects[depth/64] &^= 1 << (depth % 64)
+		depth++
+		object = false
+		goto value
+	case 't':
+		if len(b)-i < 4 || string(b[i:i+4]) != "true" {
+			return false
+		}
+		i += 4
+	case 'f':
+		if len(b)-i < 5 || string(b[i+1:i+5]) != "alse" {
+			return false
+		}
+		i += 5
+	case 'n':
+		if len(b)-i < 4 || string(b[i:i+4]) != "null" {
+			return false
+		}
+		i += 4
+	default:
+		if i = validNumber(b, i); i < 0 {
+			return false
+		}
+	}
+
+	// A value ends at b[i].
+next:
+	i = validSpace(b, i)
+	if depth == 0 {
+		return i == len(b)
+	}
+	if i >= len(b) {
+		return false
+	}
+	if !object {
+		switch b[i] {
+		case ',':
+			i++
+			goto value
+		case ']':
+			goto pop
+		}
+		return false
+	}
+	switch b[i] {
+	case ',':
+		i = validSpace(b, i+1)
+	case '}':
+		goto pop
+	default:
+		return false
+	}
+
+	// An object's key starts at b[i].
+key:
+	if i >= len(b) || b[i] != '"' {
+		return false
+	}
+	if i = validPlain(b, i+1); i < len(b) && b[i] == '"' {
+		i++
+	} else if i = validString(b, i); i < 0 {
+		return false
+	}
+	if i >= len(b) || b[i] != ':' { // most often it is, with no space
+		i = validSpace(b, i)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+	}
+	i++
+	goto value
+
+	// A container ends at b[i].
+pop:
+	i++
+	depth--
+	object = depth > 0 && objects[(depth-1)/64]&(1<<((depth-1)%64)) != 0
+	goto next
+}
+
+// validSpace returns the index of the first byte of b from i on that is not
+// white space.
+func validSpace(b []byte, i int) int {
+	for i < len(b) && jsonClass[b[i]]&jsonSpace != 0 {
+		i++
+	}
+	return i
+}
+
+// validPlain returns the index of the first byte of b from i on that a
+// string cannot hold as it is ('"', '\\' or a control byte), or of one of
+// the last 7 bytes before which there is none. It is small enough to be
+// inlined, so that each string it scans in validJSON has its own branches,
+// whose outcomes the processor learns apart.
+func validPlain(b []byte, i int) int {
+	// Eight bytes at a time. A byte's high bit in m flags a byte below 0x21
+	// once xored with 0x02 (the bytes below 0x20, and '"') or zero once
+	// xored with '\\', unless the byte has its own high bit set. The
+	// lowest flag marks the first such byte; higher ones may be false, from
+	// borrows. The steps from a string's start to its end are what the
+	// whole scan waits on, hence so few.
+	const ones, lows = 0x0101010101010101, 0x7f7f7f7f7f7f7f7f
+	for ; len(b)-i >= 8; i += 8 {
+		x := binary.LittleEndian.Uint64(b[i : i+8 : i+8])
+		quoteOrControl := (x ^ ones*0x02) - ones*0x21
+		backslash := (x ^ ones*'\\') - ones
+		if m := (quoteOrControl | backslash) &^ (x | lows); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	return i
+}
+
+// validString returns the index after the string whose body goes on at
+// b[i], or -1 if the string is not valid.
+func validString(b []byte, i int) int {
+	for {
+		i = validPlain(b, i)
+		for i < len(b) && jsonClass[b[i]]&jsonPlain != 0 {
+			i++
+		}
+		if i >= len(b) {
+			return -1
+		}
+		if b[i] == '"' {
+			return i + 1
+		}
+		if i = validEscape(b, i); i < 0 {
+			return -1
+		}
+	}
+}
+
+// validEscape returns the index after the escape sequence at b[i], or -1
+// if there is none.
+func validEscape(b []byte, i int) int {
+	if len(b)-i < 2 || b[i] != '\\' {
+		return -1
+	}
+	switch b[i+1] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		return i + 2
+	case 'u':
+		if len(b)-i < 6 || jsonClass[b[i+2]]&jsonClass[b[i+3]]&jsonClass[b[i+4]]&jsonClass[b[i+5]]&jsonHex == 0 {
+			return -1
+		}
+		return i + 6
+	}
+	return -1
+}
+
+// validNumber returns the index after the number that starts at b[i], or
+// -1 if there is none.
+func validNumber(b []byte, i int) int {
+	if b[i] == '-' {
+		i++
+		if i >= len(b) {
+			return -1
+		}
+	}
+	switch {
+	case b[i] == '0':
+		i++
+	case jsonClass[b[i]]&jsonDigit != 0:
+		i++
+		for i < len(b) && jsonClass[b[i]]&jsonDigit != 0 {
+			i++
+		}
+	default:
+		return -1
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || jsonClass[b[i]]&jsonDigit == 0 {
+			return -1
+		}
+		for i < len(b) && jsonClass[b[i]]&jsonDigit != 0 {
+			i++
+		}
+	}
+	if i < len(b) && b[i]|0x20 == 'e' {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || jsonClass[b[i]]&jsonDigit == 0 {
+			return -1
+		}
+		for i < len(b) && jsonClass[b[i]]&jsonDigit != 0 {
+			i++
+		}
+	}
+	return i
+}

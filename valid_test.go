@@ -1,0 +1,203 @@
+package webhook
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
+)
+
+// validCases are the edges where a validator most easily parts from
+// encoding/json.
+var validCases = []string{
+	// Empty input, white space and garbage around the value.
+	"", " ", "\t\n\r ", " 1 ", "\t1\n", "\r\n[]\r\n", "\v1", "\f1", "1\v", "\u00a01",
+	"\xef\xbb\xbf{}", "{}\xef\xbb\xbf", "\x00", "1\x00", "\x001", "1 2", "{}{}", "[]]", "{}}",
+	"[],", "1,", "[1] x", "\"a\"\"b\"",
+	// Numbers.
+	"0", "-0", "1", "-1", "10", "0123", "00", "-00", "-01", "+1", "-", "--1", ".5", "-.5",
+	"1.", "1.5", "1.5.5", "0.0", "-0.0", "01.5", "1e5", "1E5", "1e+5", "1e-5", "1e", "1e+",
+	"1e-", "1e+-5", "1ee5", "1.e5", "1.5e5", "1.5E-05", "0e0", "-0e-0", "1e5.5", "0x10", "1_000",
+	"Infinity", "-Infinity", "NaN", "123456789012345678901234567890", "1.0000000000000000000001",
+	"1e999999", "[-]", "[1.]", "[01]", "[-0]", "{\"a\":-}", "{\"a\":1.}", "{\"a\":1e}", "[0,]",
+	// Literals.
+	"true", "false", "null", "tru", "fals", "nul", "True", "FALSE", "Null", "truee", "nulll",
+	"true1", "[true,false,null]", "[truefalse]", "t", "f", "n", "undefined",
+	// Strings.
+	`""`, `"a"`, `"`, `"a`, `"\"`, `"\\"`, `"\\\"`, `"\/"`, `"\b\f\n\r\t"`, `"\a"`, `"\x41"`,
+	`"\'"`, `"\0"`, `"\u0041"`, `"\u00e9"`, `"\u00E9"`, `"\u004"`, `"\u004g"`, `"\uXXXX"`, `"\U0041"`,
+	`"\u"`, `"\u12"`, `"\ud800"`, `"\udc00"`, `"\ud800\udc00"`, `"\udc00\ud800"`, `"\ud800\u"`,
+	"\"\x00\"", "\"\x01\"", "\"\x1f\"", "\"\x7f\"", "\"\t\"", "\"\n\"", "\"a\x00b\"",
+	"\"\xff\"", "\"\xc0\xaf\"", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "\"\x80\"", "\"\xe9\"",
+	"\"é\"", "\"\xef\xbb\xbf\"", "'a'", `"a"b"`, `"12345678"`, `"1234567\"`, `"12345678\u0041"`,
+	"\"1234567\x1f1234567\"", "\"12345678123456781234567\\", `"1234567812345678\`,
+	`"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"aaaaaaaaaaaaaaaaaaaaaaaaa"`, `"\\\\\\\\\\\\\\\\\\\\\\\\"`,
+	"\"aaaaaaa\xff\x1f\"", "\"aaaaaaa\x7f\x20\x1f\"", "\"\xa2aaaaaaaaaaaaa\"",
+	// Arrays and objects.
+	"[]", "{}", "[ ]", "{ }", "[", "{", "]", "}", "[}", "{]", "[1,2]", "[1 2]", "[,1]", "[1,,2]",
+	"[1,]", `{"a":1}`, `{"a" : 1 , "b" : [ ] }`, `{"a":1,}`, `{,"a":1}`, `{"a"}`, `{"a":}`,
+	`{"a" 1}`, `{"a"::1}`, `{1:1}`, `{a:1}`, `{'a':1}`, `{"a":1 "b":2}`, `{"a":1,"a":2}`,
+	`{"a":{"b":[{"c":[]}]}}`, `[{"a":[{}]}]`, `{"a":[}`, `[{]`, `[[]`, `[]]`, `{"a":{}`,
+	`{"a":1}}`, `[[[[]]]]`, `{"":""}`, "{\"\x01\":1}", `{"\u0000":1}`, `[[[[[[[[[[A`,
+}
+
+// nestedJSON returns inner inside depth levels of open and close.
+func nestedJSON(open, inner, close string, depth int) string {
+	return strings.Repeat(open, depth) + inner + strings.Repeat(close, depth)
+}
+
+func TestValidJSONAgreesWithEncodingJSON(t *testing.T) {
+	cases := append([]string(nil), validCases...)
+	// Depths about encoding/json's limit, which counts arrays and objects
+	// together.
+	for _, d := range []int{validMaxDepth - 1, validMaxDepth, validMaxDepth + 1, 3 * validMaxDepth} {
+		cases = append(cases,
+			nestedJSON("[", "", "]", d),
+			nestedJSON("[", "[]", "]", d-1),
+			nestedJSON(`{"a":`, "1", "}", d),
+			nestedJSON(`{"a":`, "{}", "}", d-1),
+			nestedJSON(`{"a":`, "[]", "}", d-1),
+			nestedJSON("[", "{}", "]", d-1),
+			nestedJSON(`[{"a":`, "1", "}]", d/2),
+			nestedJSON(`{"a":[`, "1", "]}", d/2),
+			"["+nestedJSON(`{"a":[`, "1", "]}", d/2)+"]",
+			nestedJSON(`[1,{"a":0,"b":`, `""`, "}]", d/2),
+			strings.Repeat("[", d), // never closed
+			strings.Repeat("[", d)+strings.Repeat("]", d-1),
+			nestedJSON("[", "", "]", d)+"]",
+			" "+nestedJSON("[", "", "]", d)+" ",
+		)
+	}
+	record, err := os.ReadFile("testdata/opportunity-1.5k.json")
+	require.NoError(t, err)
+	cases = append(cases, string(record), string(record[:len(record)-2]), string(record)+"x")
+	for _, s := range cases {
+		want := json.Valid([]byte(s))
+		require.Equal(t, want, validJSON([]byte(s)), "validJSON(%.80q)", s)
+	}
+	// What encoding/json does where it may surprise, pinned so that a
+	// change to it shows here too.
+	for s, want := range map[string]bool{
+		"\"\xff\"": true, "\"\xed\xa0\x80\"": true, `"\ud800"`: true, `"\udc00\ud800"`: true,
+		"\"\x7f\"": true, "\xef\xbb\xbf{}": false, "\v1": false, "\u00a01": false, "1\x00": false,
+		`"\'"`: false, "-0": true, "1E+2": true, "1e999999": true,
+	} {
+		require.Equal(t, want, validJSON([]byte(s)), "validJSON(%q)", s)
+	}
+	require.True(t, validJSON(record))
+	require.True(t, validJSON([]byte(nestedJSON("[", "", "]", validMaxDepth))))
+	require.False(t, validJSON([]byte(nestedJSON("[", "", "]", validMaxDepth+1))))
+	require.True(t, validJSON([]byte(nestedJSON(`{"a":`, "{}", "}", validMaxDepth-1))))
+	require.False(t, validJSON([]byte(nestedJSON(`{"a":`, "{}", "}", validMaxDepth))))
+}
+
+// TestValidJSONEveryPrefix checks every truncation and every one-byte
+// change of the workload record, which is where a validator that looks
+// ahead would read past the end.
+func TestValidJSONEveryPrefix(t *testing.T) {
+	record, err := os.ReadFile("testdata/opportunity-1.5k.json")
+	require.NoError(t, err)
+	for n := range len(record) {
+		require.Equal(t, json.Valid(record[:n]), validJSON(record[:n]), "prefix of %d bytes", n)
+	}
+	b := make([]byte, len(record))
+	for i := range record {
+		for _, c := range []byte{0, '\\', '"', '{', '[', ']', ',', '0', 'e', 0x1f, 0xff} {
+			copy(b, record)
+			b[i] = c
+			require.Equal(t, json.Valid(b), validJSON(b), "byte %d set to %q", i, c)
+		}
+	}
+}
+
+// TestValidJSONEveryByteInStrings puts every byte, and pairs of the bytes
+// near the ones a string cannot hold, at every offset of strings long
+// enough to be read eight bytes at a time, where a scan of whole words
+// would go wrong.
+func TestValidJSONEveryByteInStrings(t *testing.T) {
+	check := func(body []byte) {
+		t.Helper()
+		for _, s := range []string{`"` + string(body) + `"`, `["` + string(body) + `"]`,
+			`{"` + string(body) + `": 1}`, `"` + string(body)} {
+			if want, got := json.Valid([]byte(s)), validJSON([]byte(s)); want != got {
+				t.Fatalf("encoding/json says %v, validJSON says %v, of %q", want, got, s)
+			}
+		}
+	}
+	for n := range 20 {
+		body := []byte(strings.Repeat("a", n))
+		for p := range n {
+			for c := range 256 {
+				body[p] = byte(c)
+				check(body)
+			}
+			body[p] = 'a'
+		}
+	}
+	near := []byte{0x00, 0x01, 0x1f, 0x20, 0x21, 0x22, 0x23, '/', 'u', 0x5b, 0x5c, 0x5d, 0x7f, 0x80, 0xa2, 0xdc, 0xff}
+	body := []byte(strings.Repeat("a", 11))
+	for p := range len(body) - 1 {
+		for _, c := range near {
+			for _, d := range near {
+				body[p], body[p+1] = c, d
+				check(body)
+			}
+		}
+		body[p], body[p+1] = 'a', 'a'
+	}
+}
+
+func TestValidJSONDoesNotAllocate(t *testing.T) {
+	record, err := os.ReadFile("testdata/opportunity-1.5k.json")
+	require.NoError(t, err)
+	deep := []byte(nestedJSON("[", "", "]", validMaxDepth))
+	require.Zero(t, testing.AllocsPerRun(10, func() {
+		validJSON(record)
+		validJSON(deep)
+	}))
+}
+
+// FuzzValidJSON checks validJSON against encoding/json. It takes the same
+// argument as FuzzValid, whose corpus testdata/fuzz/FuzzValidJSON began as
+// a copy of.
+func FuzzValidJSON(f *testing.F) {
+	for _, s := range validCases {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(nestedJSON("[", "", "]", validMaxDepth)))
+	f.Add([]byte(nestedJSON("[", "", "]", validMaxDepth+1)))
+	f.Add([]byte(nestedJSON(`{"a":`, "{}", "}", validMaxDepth)))
+	if record, err := os.ReadFile("testdata/opportunity-1.5k.json"); err == nil {
+		f.Add(record)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if want, got := json.Valid(b), validJSON(b); want != got {
+			t.Fatalf("encoding/json says %v, validJSON says %v, of %q", want, got, b)
+		}
+	})
+}
+
+func BenchmarkValidJSON(b *testing.B) {
+	record, err := os.ReadFile("testdata/opportunity-1.5k.json")
+	require.NoError(b, err)
+	for _, v := range []struct {
+		name  string
+		valid func([]byte) bool
+	}{
+		{"validJSON", validJSON},
+		{"gjson.ValidBytes", gjson.ValidBytes},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(record)))
+			for b.Loop() {
+				if !v.valid(record) {
+					b.Fatal("the record is valid JSON")
+				}
+			}
+		})
+	}
+}
