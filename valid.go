@@ -1,8 +1,12 @@
 package webhook
 
 import (
+	"bytes"
 	"encoding/binary"
+	"math"
 	"math/bits"
+
+	"github.com/tidwall/gjson"
 )
 
 // validMaxDepth is encoding/json's limit on nesting: arrays and objects
@@ -39,14 +43,16 @@ var jsonClass = func() (t [256]uint8) {
 // validJSON reports whether b is one valid JSON value, exactly as
 // encoding/json's Valid does, without allocating. Like Valid it accepts
 // strings holding bytes that are not UTF-8 and \u escapes of lone
-// surrogates, and refuses nesting deeper than validMaxDepth.
-func validJSON(b []byte) bool {
+// surrogates, and refuses nesting deeper than validMaxDepth. When m is not
+// nil and b is an object, it notes in m where b's members are, so that
+// reading one costs no second scan.
+func validJSON(b []byte, m *members) bool {
 	// A bit for each level of nesting, set for an object, and the innermost
 	// level's kept at hand.
 	var objects [validMaxDepth/64 + 1]uint64
 	var depth uint
 	object := false
-	i := 0
+	i, keyStart := 0, 0
 
 	// Each step has its own code, jumped to, rather than one loop that
 	// switches on a state: a branch that always sees the same context is
@@ -55,6 +61,9 @@ value:
 	i = validSpace(b, i)
 	if i >= len(b) {
 		return false
+	}
+	if m != nil && depth == 1 && object {
+		m.value(i)
 	}
 	switch b[i] {
 	case '"':
@@ -112,6 +121,9 @@ value:
 
 	// A value ends at b[i].
 next:
+	if m != nil && depth == 1 && object {
+		m.end(i)
+	}
 	i = validSpace(b, i)
 	if depth == 0 {
 		return i == len(b)
@@ -143,10 +155,14 @@ key:
 	if i >= len(b) || b[i] != '"' {
 		return false
 	}
+	keyStart = i + 1
 	if i = validPlain(b, i+1); i < len(b) && b[i] == '"' {
 		i++
 	} else if i = validString(b, i); i < 0 {
 		return false
+	}
+	if m != nil && depth == 1 {
+		m.add(b, keyStart, i-1)
 	}
 	if i >= len(b) || b[i] != ':' { // most often it is, with no space
 		i = validSpace(b, i)
@@ -278,4 +294,75 @@ func validNumber(b []byte, i int) int {
 		}
 	}
 	return i
+}
+
+// members are where the first members of a JSON object are, as validJSON
+// found them: a record's fields are read by name, and finding one by its
+// key's length and bytes is much cheaper than scanning the record again.
+type members struct {
+	n    int
+	span [64]struct{ key, keyEnd, val, end int32 }
+	// some says that not every member is in span: there were more, or the
+	// record is too large for the offsets.
+	some bool
+	// escaped says that a key holds an escape, which only a decoder can
+	// compare: get then always scans.
+	escaped bool
+	open    bool // the member added last waits for its value's end
+}
+
+// add notes the key b[start:end] of a member whose value comes next.
+func (m *members) add(b []byte, start, end int) {
+	if m.n == len(m.span) || len(b) > math.MaxInt32 {
+		m.some = true
+		return
+	}
+	if bytes.IndexByte(b[start:end], '\\') >= 0 {
+		m.escaped = true
+	}
+	m.span[m.n].key, m.span[m.n].keyEnd = int32(start), int32(end)
+	m.n++
+	m.open = true
+}
+
+// value notes that the value of the member added last starts at b[i].
+func (m *members) value(i int) {
+	if m.open {
+		m.span[m.n-1].val = int32(i)
+	}
+}
+
+// end notes that the value of the member added last ends at b[i].
+func (m *members) end(i int) {
+	if m.open {
+		m.span[m.n-1].end = int32(i)
+		m.open = false
+	}
+}
+
+// get returns b's member named key, as gjson's Get(key) finds it, and
+// true; or false when only a scan can tell: for a key with characters that
+// gjson's paths give a meaning, an escaped key, or a member not noted.
+// b must be the object validJSON noted m for.
+func (m *members) get(b []byte, key string) (gjson.Result, bool) {
+	if m.escaped || !plainKey(key) {
+		return gjson.Result{}, false
+	}
+	for _, s := range m.span[:m.n] {
+		if int(s.keyEnd-s.key) == len(key) && string(b[s.key:s.keyEnd]) == key {
+			return gjson.Parse(bytesView(b[s.val:s.end])), true
+		}
+	}
+	return gjson.Result{}, !m.some
+}
+
+// plainKey says whether gjson reads k as a key and nothing more: letters,
+// digits, '_' and '-', which is how every field of a record is named.
+func plainKey(k string) bool {
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return k != ""
 }

@@ -76,7 +76,7 @@ func TestValidJSONAgreesWithEncodingJSON(t *testing.T) {
 	cases = append(cases, string(record), string(record[:len(record)-2]), string(record)+"x")
 	for _, s := range cases {
 		want := json.Valid([]byte(s))
-		require.Equal(t, want, validJSON([]byte(s)), "validJSON(%.80q)", s)
+		require.Equal(t, want, validJSON([]byte(s), nil), "validJSON(%.80q)", s)
 	}
 	// What encoding/json does where it may surprise, pinned so that a
 	// change to it shows here too.
@@ -85,13 +85,13 @@ func TestValidJSONAgreesWithEncodingJSON(t *testing.T) {
 		"\"\x7f\"": true, "\xef\xbb\xbf{}": false, "\v1": false, "\u00a01": false, "1\x00": false,
 		`"\'"`: false, "-0": true, "1E+2": true, "1e999999": true,
 	} {
-		require.Equal(t, want, validJSON([]byte(s)), "validJSON(%q)", s)
+		require.Equal(t, want, validJSON([]byte(s), nil), "validJSON(%q)", s)
 	}
-	require.True(t, validJSON(record))
-	require.True(t, validJSON([]byte(nestedJSON("[", "", "]", validMaxDepth))))
-	require.False(t, validJSON([]byte(nestedJSON("[", "", "]", validMaxDepth+1))))
-	require.True(t, validJSON([]byte(nestedJSON(`{"a":`, "{}", "}", validMaxDepth-1))))
-	require.False(t, validJSON([]byte(nestedJSON(`{"a":`, "{}", "}", validMaxDepth))))
+	require.True(t, validJSON(record, nil))
+	require.True(t, validJSON([]byte(nestedJSON("[", "", "]", validMaxDepth)), nil))
+	require.False(t, validJSON([]byte(nestedJSON("[", "", "]", validMaxDepth+1)), nil))
+	require.True(t, validJSON([]byte(nestedJSON(`{"a":`, "{}", "}", validMaxDepth-1)), nil))
+	require.False(t, validJSON([]byte(nestedJSON(`{"a":`, "{}", "}", validMaxDepth)), nil))
 }
 
 // TestValidJSONEveryPrefix checks every truncation and every one-byte
@@ -101,14 +101,14 @@ func TestValidJSONEveryPrefix(t *testing.T) {
 	record, err := os.ReadFile("testdata/opportunity-1.5k.json")
 	require.NoError(t, err)
 	for n := range len(record) {
-		require.Equal(t, json.Valid(record[:n]), validJSON(record[:n]), "prefix of %d bytes", n)
+		require.Equal(t, json.Valid(record[:n]), validJSON(record[:n], nil), "prefix of %d bytes", n)
 	}
 	b := make([]byte, len(record))
 	for i := range record {
 		for _, c := range []byte{0, '\\', '"', '{', '[', ']', ',', '0', 'e', 0x1f, 0xff} {
 			copy(b, record)
 			b[i] = c
-			require.Equal(t, json.Valid(b), validJSON(b), "byte %d set to %q", i, c)
+			require.Equal(t, json.Valid(b), validJSON(b, nil), "byte %d set to %q", i, c)
 		}
 	}
 }
@@ -122,7 +122,7 @@ func TestValidJSONEveryByteInStrings(t *testing.T) {
 		t.Helper()
 		for _, s := range []string{`"` + string(body) + `"`, `["` + string(body) + `"]`,
 			`{"` + string(body) + `": 1}`, `"` + string(body)} {
-			if want, got := json.Valid([]byte(s)), validJSON([]byte(s)); want != got {
+			if want, got := json.Valid([]byte(s)), validJSON([]byte(s), nil); want != got {
 				t.Fatalf("encoding/json says %v, validJSON says %v, of %q", want, got, s)
 			}
 		}
@@ -155,8 +155,8 @@ func TestValidJSONDoesNotAllocate(t *testing.T) {
 	require.NoError(t, err)
 	deep := []byte(nestedJSON("[", "", "]", validMaxDepth))
 	require.Zero(t, testing.AllocsPerRun(10, func() {
-		validJSON(record)
-		validJSON(deep)
+		validJSON(record, nil)
+		validJSON(deep, nil)
 	}))
 }
 
@@ -174,7 +174,7 @@ func FuzzValidJSON(f *testing.F) {
 		f.Add(record)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if want, got := json.Valid(b), validJSON(b); want != got {
+		if want, got := json.Valid(b), validJSON(b, nil); want != got {
 			t.Fatalf("encoding/json says %v, validJSON says %v, of %q", want, got, b)
 		}
 	})
@@ -187,7 +187,8 @@ func BenchmarkValidJSON(b *testing.B) {
 		name  string
 		valid func([]byte) bool
 	}{
-		{"validJSON", validJSON},
+		{"validJSON", func(b []byte) bool { return validJSON(b, nil) }},
+		{"validJSON with members", func(b []byte) bool { var m members; return validJSON(b, &m) }},
 		{"gjson.ValidBytes", gjson.ValidBytes},
 	} {
 		b.Run(v.name, func(b *testing.B) {
@@ -200,4 +201,60 @@ func BenchmarkValidJSON(b *testing.B) {
 			}
 		})
 	}
+}
+
+// FuzzMembers checks that reading a member through the spans validJSON
+// noted gives what gjson's Get gives, for every top-level key of the
+// input and for key.
+func FuzzMembers(f *testing.F) {
+	record, err := os.ReadFile("testdata/opportunity-1.5k.json")
+	require.NoError(f, err)
+	f.Add(record, "owner_id")
+	f.Add(record, "missing")
+	f.Add([]byte(`{"a":1,"a":2,"b" : [1,{"a":3}] ,"c":"x\"y","d":{}}`), "a")
+	f.Add([]byte(`{"a\u0041":1,"aA":2}`), "aA")
+	f.Add([]byte(`{"a.b":1,"a":{"b":2}}`), "a.b")
+	f.Add([]byte(` { "a" : true , "b":null}`), "b")
+	f.Fuzz(func(t *testing.T, b []byte, key string) {
+		var m members
+		if !validJSON(b, &m) || !gjson.ParseBytes(b).IsObject() {
+			return
+		}
+		keys := []string{key}
+		gjson.ParseBytes(b).ForEach(func(k, _ gjson.Result) bool {
+			keys = append(keys, k.Str)
+			return true
+		})
+		for _, k := range keys {
+			got, ok := m.get(b, k)
+			if !ok {
+				continue
+			}
+			want := gjson.GetBytes(b, k)
+			if got.Type != want.Type || got.Raw != want.Raw || got.Str != want.Str || got.Num != want.Num || got.Exists() != want.Exists() {
+				t.Fatalf("member %q of %q: got %+v, gjson gives %+v", k, b, got, want)
+			}
+		}
+	})
+}
+
+func TestMembersNoteEveryMemberOfTheRecord(t *testing.T) {
+	record, err := os.ReadFile("testdata/opportunity-1.5k.json")
+	require.NoError(t, err)
+	var m members
+	require.True(t, validJSON(record, &m))
+	n := 0
+	gjson.ParseBytes(record).ForEach(func(k, v gjson.Result) bool {
+		got, ok := m.get(record, k.Str)
+		require.True(t, ok, k.Str)
+		require.Equal(t, v.Raw, got.Raw, k.Str)
+		n++
+		return true
+	})
+	require.Equal(t, n, m.n)
+	require.False(t, m.some)
+	_, ok := m.get(record, "no_such_field")
+	require.True(t, ok, "a missing member needs no scan when every member is noted")
+	_, ok = m.get(record, "value.amount")
+	require.False(t, ok, "a path is gjson's to read")
 }
