@@ -1,9 +1,9 @@
 package webhook
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -13,6 +13,7 @@ import (
 
 // entityRules are the compiled options of one entity.
 type entityRules struct {
+	entity   string      // its name, or the API name of a custom entity
 	filter   []condition // all must hold
 	onChange []fieldRef  // on Update, one must have changed
 	proj     projection
@@ -64,6 +65,9 @@ func parseOp(s string) (op, bool) {
 type path []string
 
 func compilePath(field, s string) (path, error) {
+	if !utf8.ValidString(s) {
+		return nil, notUTF8(field, s)
+	}
 	keys := strings.Split(s, ".")
 	for i, k := range keys {
 		if k == "" {
@@ -89,13 +93,25 @@ type condition struct {
 	values []value // the filter's value or list of values, any of which may hold
 }
 
-// value is a filter value, parsed once.
+// value is a filter value, parsed once. A large registry holds many: it
+// is kept small.
 type value struct {
+	// text is the string, or the JSON text of a number or boolean;
+	// case-folded for icontains, istarts and iends, which compare folds.
+	text  string
+	num   uint64     // the number text holds when isNum: an int64 when isInt, else a float64's bits
 	typ   gjson.Type // Null, False, True, Number or String
-	text  string     // the string, or the JSON text of a number or boolean
-	num   number
-	isNum bool   // a number, or a string that holds one
-	fold  []byte // text case-folded, for icontains, istarts and iends
+	isNum bool       // a number, or a string that holds one
+	isInt bool
+}
+
+// number returns the number x holds; x.isNum must be true.
+func (x *value) number() number {
+	if x.isInt {
+		i := int64(x.num)
+		return number{text: x.text, f: float64(i), i: i, isInt: true}
+	}
+	return number{text: x.text, f: math.Float64frombits(x.num)}
 }
 
 func compileEntity(field string, o EntityOptions) (*entityRules, error) {
@@ -105,23 +121,50 @@ func compileEntity(field string, o EntityOptions) (*entityRules, error) {
 			return nil, invalid(field+".filter-op."+p, "no filter for %q", p)
 		}
 	}
-	for _, p := range sortedKeys(o.Filter) {
-		c, err := compileCondition(field, p, o.Filter[p], o.FilterOp[p])
-		if err != nil {
+	var values []*[]value
+	var paths []*path
+	if len(o.Filter) > 0 {
+		rules.filter = make([]condition, len(o.Filter))
+	}
+	for i, p := range sortedKeys(o.Filter) {
+		c := &rules.filter[i]
+		var err error
+		if *c, err = compileCondition(field, p, o.Filter[p], o.FilterOp[p]); err != nil {
 			return nil, err
 		}
-		rules.filter = append(rules.filter, c)
+		values, paths = append(values, &c.values), append(paths, &c.path)
+	}
+	if len(o.OnFieldChange) > 0 {
+		rules.onChange = make([]fieldRef, len(o.OnFieldChange))
 	}
 	for i, s := range o.OnFieldChange {
 		p, err := compilePath(fmt.Sprintf("%s.on-field-change[%d]", field, i), s)
 		if err != nil {
 			return nil, err
 		}
-		rules.onChange = append(rules.onChange, fieldRef{path: p, key: s})
+		rules.onChange[i] = fieldRef{path: p, key: s}
+		paths = append(paths, &rules.onChange[i].path)
 	}
+	pack(values)
+	pack(paths)
 	var err error
 	rules.proj, err = compileProjection(field, o)
 	return rules, err
+}
+
+// pack moves the lists into one allocation: a large registry holds many
+// small lists, and fewer objects make the host's collections faster.
+func pack[S ~[]E, E any](lists []*S) {
+	n := 0
+	for _, l := range lists {
+		n += len(*l)
+	}
+	all := make(S, 0, n)
+	for _, l := range lists {
+		start := len(all)
+		all = append(all, *l...)
+		*l = all[start:len(all):len(all)]
+	}
 }
 
 func compileCondition(field, p string, raw json.RawMessage, opName string) (condition, error) {
@@ -141,9 +184,9 @@ func compileCondition(field, p string, raw json.RawMessage, opName string) (cond
 	if !json.Valid(raw) {
 		return c, invalid(ff, "not JSON: %s", shorten(raw))
 	}
-	// Read in place: raw belongs to the registration's own copy of its
-	// options, which nothing modifies, so the values' text may point into
-	// it rather than into a copy of every filter's JSON.
+	// Read in place: for a registration, raw is part of the options JSON it
+	// keeps, which nothing modifies (see viewOptions), so the values' text
+	// may point into it rather than into a copy of every filter's JSON.
 	v := gjson.Parse(bytesView(raw))
 	list := v.IsArray()
 	v.ForEach(func(_, elem gjson.Result) bool {
@@ -154,7 +197,7 @@ func compileCondition(field, p string, raw json.RawMessage, opName string) (cond
 		x := newValue(elem)
 		switch c.op {
 		case opIContains, opIStarts, opIEnds:
-			x.fold = appendFold(nil, x.text)
+			x.text = string(appendFold(nil, x.text))
 		}
 		c.values = append(c.values, x)
 		return true
@@ -179,7 +222,12 @@ func newValue(r gjson.Result) value {
 		v.text = r.Raw
 	}
 	if r.Type == gjson.Number || r.Type == gjson.String {
-		v.num, v.isNum = parseNumber(v.text)
+		var n number
+		if n, v.isNum = parseNumber(v.text); n.isInt {
+			v.num, v.isInt = uint64(n.i), true
+		} else {
+			v.num = math.Float64bits(n.f)
+		}
 	}
 	return v
 }
@@ -362,14 +410,14 @@ func matchText(o op, s string, x *value) bool {
 	// once at compile time, the field is folded here into a stack buffer,
 	// which keeps icontains linear in the field's length.
 	var buf [256]byte
-	folded := appendFold(buf[:0], s)
+	folded := bytesView(appendFold(buf[:0], s))
 	switch o {
 	case opIContains:
-		return bytes.Contains(folded, x.fold)
+		return strings.Contains(folded, x.text)
 	case opIStarts:
-		return bytes.HasPrefix(folded, x.fold)
+		return strings.HasPrefix(folded, x.text)
 	case opIEnds:
-		return bytes.HasSuffix(folded, x.fold)
+		return strings.HasSuffix(folded, x.text)
 	}
 	return false
 }
@@ -415,7 +463,7 @@ func equal(v gjson.Result, x *value, fold bool) bool {
 		return x.typ == gjson.Null
 	case gjson.Number:
 		n, _ := parseNumber(v.Raw)
-		return x.isNum && n.cmp(x.num) == 0
+		return x.isNum && n.cmp(x.number()) == 0
 	case gjson.True, gjson.False:
 		return (x.typ == v.Type || x.typ == gjson.String) && equalText(v.Raw, x.text, fold)
 	case gjson.String:
@@ -424,7 +472,7 @@ func equal(v gjson.Result, x *value, fold bool) bool {
 			return equalText(v.Str, x.text, fold)
 		case gjson.Number:
 			n, ok := parseNumber(v.Str)
-			return ok && n.cmp(x.num) == 0
+			return ok && n.cmp(x.number()) == 0
 		}
 	}
 	return false
@@ -444,10 +492,10 @@ func compare(v gjson.Result, x *value) (int, bool) {
 	switch {
 	case v.Type == gjson.Number && x.isNum:
 		n, _ := parseNumber(v.Raw)
-		return n.cmp(x.num), true
+		return n.cmp(x.number()), true
 	case v.Type == gjson.String && x.typ == gjson.Number:
 		n, ok := parseNumber(v.Str)
-		return n.cmp(x.num), ok
+		return n.cmp(x.number()), ok
 	case v.Type == gjson.String && x.typ == gjson.String:
 		return strings.Compare(v.Str, x.text), true
 	}

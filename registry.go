@@ -1,17 +1,21 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	_ "embed"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // catalogue is Pipeliner's event catalogue, one name a line, copied from
@@ -99,7 +103,6 @@ func (r *Registry) Create(ctx context.Context, w Webhook) (Webhook, error) {
 	if err := ctx.Err(); err != nil {
 		return Webhook{}, err
 	}
-	w = w.clone()
 	now := r.now().UTC().Truncate(time.Second)
 	if w.ID == "" {
 		w.ID = newUUID()
@@ -127,7 +130,7 @@ func (r *Registry) Create(ctx context.Context, w Webhook) (Webhook, error) {
 	reg.seq = r.seq
 	r.byID[w.ID] = reg
 	r.index.add(reg)
-	return reg.hook.clone(), nil
+	return reg.webhook(), nil
 }
 
 // Get returns the registration with the given id.
@@ -139,7 +142,7 @@ func (r *Registry) Get(ctx context.Context, id string) (Webhook, error) {
 	if err != nil {
 		return Webhook{}, err
 	}
-	return reg.hook.clone(), nil
+	return reg.webhook(), nil
 }
 
 // Update replaces the registration w.ID with w, keeping its ID, Space and
@@ -157,7 +160,6 @@ func (r *Registry) Update(ctx context.Context, w Webhook) (Webhook, error) {
 	if w.Space != "" && w.Space != old.hook.Space {
 		return Webhook{}, invalid("space", "registration %s belongs to another space and cannot move", w.ID)
 	}
-	w = w.clone()
 	w.Space, w.Created, w.Disabled = old.hook.Space, old.hook.Created, nil
 	w.Modified = r.now().UTC().Truncate(time.Second)
 	reg, err := r.compile(w)
@@ -175,7 +177,7 @@ func (r *Registry) Update(ctx context.Context, w Webhook) (Webhook, error) {
 	r.index.remove(cur)
 	r.index.add(reg)
 	r.byID[w.ID] = reg
-	return reg.hook.clone(), nil
+	return reg.webhook(), nil
 }
 
 // Delete removes the registration with the given id. Chunks of it that are
@@ -205,7 +207,7 @@ func (r *Registry) List(ctx context.Context, space string) ([]Webhook, error) {
 	r.mu.RUnlock()
 	out := make([]Webhook, len(regs))
 	for i, reg := range regs {
-		out[i] = reg.hook.clone()
+		out[i] = reg.webhook()
 	}
 	return out, nil
 }
@@ -231,7 +233,8 @@ func (r *Registry) disable(id, reason string, at time.Time) *Disabled {
 		return nil
 	}
 	// Registrations are immutable once compiled: Match reads them without
-	// the lock. The copy shares the compiled rules, which never change.
+	// the lock. The copy shares the compiled rules, which never change,
+	// and what the registration built when it fired (see shared).
 	reg := *cur
 	reg.hook.Disabled = &Disabled{At: at.UTC().Truncate(time.Second), Reason: reason}
 	r.index.remove(cur)
@@ -244,16 +247,28 @@ func (r *Registry) disable(id, reason string, at time.Time) *Disabled {
 // registration is the compiled, immutable form of a stored Webhook:
 // everything an event needs is parsed once here, never per event.
 type registration struct {
-	hook       Webhook // the stored copy; Match hands out &hook, read-only
-	seq        uint64  // creation order
-	keys       []string
-	entities   map[string]*entityRules // by entity name or custom entity API name
+	hook  Webhook       // the stored copy but for its Options, which are in shared
+	seq   uint64        // creation order
+	rules []entityRules // options.entity compiled; few, so a slice rather than a map
+	// entities holds those of rules that expand or cut down a record, by
+	// entity name, for appendItem; the others send it as it is.
+	entities   map[string]*entityRules
 	related    projection
 	skipKeys   []string
 	custom     []string // custom entity API names; empty means all
 	chunkSize  int
 	chunkDelay time.Duration
-	payload    *payload
+	shared     *shared
+}
+
+// rulesOf returns the compiled options of an entity, or nil.
+func (reg *registration) rulesOf(entity string) *entityRules {
+	for i := range reg.rules {
+		if reg.rules[i].entity == entity {
+			return &reg.rules[i]
+		}
+	}
+	return nil
 }
 
 func bySeq(a, b *registration) int {
@@ -268,9 +283,8 @@ func bySeq(a, b *registration) int {
 
 const maxChunkSize = 100
 
-// compile validates w and builds its compiled form; it is the only place
-// where options are parsed. w must be the Registry's own copy: the
-// compiled filters point into its options.
+// compile validates w and builds its compiled form, which keeps nothing of
+// the caller's but strings.
 func (r *Registry) compile(w Webhook) (*registration, error) {
 	if err := checkURL(w.URL); err != nil {
 		return nil, err
@@ -283,111 +297,194 @@ func (r *Registry) compile(w Webhook) (*registration, error) {
 	if w.Signature != "" && !isUUID(w.Signature) {
 		return nil, invalid("signature", "%q is not a UUID", w.Signature)
 	}
-	keys, err := r.eventKeys(w.Events)
-	if err != nil {
+	if err := r.checkEvents(w.Events); err != nil {
 		return nil, err
 	}
-	o := w.Options
-	reg := &registration{hook: w, keys: keys, chunkSize: o.ChunkSize,
-		chunkDelay: time.Duration(o.ChunkDelay) * time.Second}
+	// The options are compiled twice: as the caller wrote them, so that
+	// errors name what the caller wrote and strings that JSON would change
+	// (not UTF-8) are refused, and from the JSON the registration keeps,
+	// so that the compiled rules point into it and nowhere else.
+	if err := new(registration).compileOptions(w.Options); err != nil {
+		return nil, err
+	}
+	opts, err := encodeOptions(w.Options)
+	if err != nil {
+		return nil, invalid("options", "%v", err)
+	}
+	reg := &registration{hook: w, shared: &shared{options: opts}}
+	reg.hook.Options = Options{}
+	reg.hook.Events = slices.Clone(w.Events)
+	if w.Disabled != nil {
+		dis := *w.Disabled
+		reg.hook.Disabled = &dis
+	}
+	if err := reg.compileOptions(viewOptions(opts)); err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
+
+// compileOptions validates o and compiles it into reg; it is the only
+// place where options are parsed. Since the rules point into o, o must
+// not change while reg is in use.
+func (reg *registration) compileOptions(o Options) error {
+	reg.chunkSize, reg.chunkDelay = o.ChunkSize, time.Duration(o.ChunkDelay)*time.Second
 	switch {
 	case o.ChunkSize < 0 || o.ChunkSize > maxChunkSize:
-		return nil, invalid("options.chunk_size", "%d is not between 1 and %d (0 means %[2]d)", o.ChunkSize, maxChunkSize)
+		return invalid("options.chunk_size", "%d is not between 1 and %d (0 means %[2]d)", o.ChunkSize, maxChunkSize)
 	case o.ChunkSize == 0:
 		reg.chunkSize = maxChunkSize
 	}
 	if o.ChunkDelay < 0 {
-		return nil, invalid("options.chunk_delay", "%d is negative", o.ChunkDelay)
+		return invalid("options.chunk_delay", "%d is negative", o.ChunkDelay)
 	}
+	var err error
 	if reg.skipKeys, err = nonEmpty("options.skip_keys", o.SkipKeys); err != nil {
-		return nil, err
+		return err
 	}
 	if reg.custom, err = nonEmpty("options.custom_entity_api_name", o.CustomEntityAPIName); err != nil {
-		return nil, err
+		return err
 	}
-	for _, name := range sortedKeys(o.Entity) {
-		rules, err := compileEntity("options.entity."+name, o.Entity[name])
-		if err != nil {
-			return nil, err
+	if len(o.Entity) > 0 {
+		reg.rules = make([]entityRules, len(o.Entity))
+	}
+	names := sortedKeys(o.Entity)
+	for i, name := range names {
+		if !utf8.ValidString(name) {
+			return notUTF8("options.entity", name)
 		}
-		if reg.entities == nil {
-			reg.entities = make(map[string]*entityRules, len(o.Entity))
+		// Entities with the same options share their compiled rules, which
+		// never change: a registration often filters all its entities alike.
+		same := func(other string) bool { return reflect.DeepEqual(o.Entity[other], o.Entity[name]) }
+		if j := slices.IndexFunc(names[:i], same); j >= 0 {
+			reg.rules[i] = reg.rules[j]
+		} else {
+			rules, err := compileEntity("options.entity."+name, o.Entity[name])
+			if err != nil {
+				return err
+			}
+			reg.rules[i] = *rules
 		}
-		reg.entities[name] = rules
+		reg.rules[i].entity = name
+	}
+	for i := range reg.rules {
+		if rules := &reg.rules[i]; len(rules.proj.expand) > 0 || rules.proj.only != nil {
+			if reg.entities == nil {
+				reg.entities = map[string]*entityRules{}
+			}
+			reg.entities[rules.entity] = rules
+		}
 	}
 	if re := o.RelatedEntity; re != nil {
 		const f = "options.related_entity"
 		switch {
 		case len(re.Filter) > 0:
-			return nil, invalid(f+".filter", "not supported: filters apply to the event's own entity")
+			return invalid(f+".filter", "not supported: filters apply to the event's own entity")
 		case len(re.FilterOp) > 0:
-			return nil, invalid(f+".filter-op", "not supported: filters apply to the event's own entity")
+			return invalid(f+".filter-op", "not supported: filters apply to the event's own entity")
 		case len(re.OnFieldChange) > 0:
-			return nil, invalid(f+".on-field-change", "not supported: it applies to the event's own entity")
+			return invalid(f+".on-field-change", "not supported: it applies to the event's own entity")
 		}
 		if reg.related, err = compileProjection(f, *re); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	// Marshalled here only to refuse what cannot be; the payload is built
-	// when the registration first fires.
-	if _, err = json.Marshal(w); err != nil {
-		return nil, invalid("options", "%v", err)
+	return nil
+}
+
+// webhook returns a new copy of the stored Webhook, for a caller.
+func (reg *registration) webhook() Webhook {
+	w := reg.hook
+	w.Events = slices.Clone(w.Events)
+	if w.Disabled != nil {
+		dis := *w.Disabled
+		w.Disabled = &dis
 	}
-	reg.payload = new(payload)
-	return reg, nil
+	w.Options = viewOptions(reg.shared.options)
+	// Its strings cannot change, but the caller may write to its filters.
+	for _, e := range w.Options.Entity {
+		for path, raw := range e.Filter {
+			e.Filter[path] = bytes.Clone(raw)
+		}
+	}
+	return w
 }
 
-// payload is the "webhook" object of a registration's request bodies,
-// built once, when the registration first fires: in a large registry most
-// registrations fire rarely, and their JSON would be a tenth of their
-// memory. Copies of a registration (disabling makes one) share it.
-type payload struct {
-	once sync.Once
-	json []byte
+// shared is what a registration shares with its copies (disabling makes
+// one): its options, and what it builds when it first fires, since in a
+// large registry most registrations fire rarely and their JSON would be a
+// tenth of their memory. Neither the payload nor Match's copy, which only
+// a registration that fires builds and hands out, has Disabled, so that
+// the copies may share them too.
+type shared struct {
+	options     string // as compact JSON, which the compiled rules point into
+	payload     string
+	public      *Webhook
+	payloadOnce sync.Once // after the strings, where it costs no padding
+	publicOnce  sync.Once
 }
 
-// payloadJSON returns the registration as a receiver sees it: never with
-// its signature, the receiver's secret.
-func (reg *registration) payloadJSON() []byte {
-	p := reg.payload
-	p.once.Do(func() {
+// payloadJSON returns the "webhook" object of the registration's request
+// bodies: the registration as a receiver sees it, never with its
+// signature, the receiver's secret.
+func (reg *registration) payloadJSON() string {
+	sh := reg.shared
+	sh.payloadOnce.Do(func() {
 		public := reg.hook
-		public.Signature, public.Disabled = "", nil // a disabled registration sends nothing
-		p.json, _ = json.Marshal(public)            // compile checked that it marshals
+		public.Signature, public.Disabled = "", nil         // a disabled registration sends nothing
+		b, _ := public.marshal(json.RawMessage(sh.options)) // valid JSON: it cannot fail
+		sh.payload = string(b)
 	})
-	return p.json
+	return sh.payload
 }
 
-// eventKeys validates events and returns the index keys: "*" stands for
-// everything and "Entity.*" for the rest of its entity, so that no event
-// reaches a registration through two keys.
-func (r *Registry) eventKeys(events []string) ([]string, error) {
+// public returns the copy of the registration that Match hands out,
+// shared and read-only.
+func (reg *registration) public() *Webhook {
+	sh := reg.shared
+	sh.publicOnce.Do(func() {
+		w := reg.webhook()
+		sh.public = &w
+	})
+	return sh.public
+}
+
+// checkEvents refuses an empty list and names not in the catalogue.
+func (r *Registry) checkEvents(events []string) error {
 	if len(events) == 0 {
-		return nil, invalid("events", "empty; give at least one event name")
+		return invalid("events", "empty; give at least one event name")
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	wild := map[string]bool{}
 	for i, name := range events {
 		if !r.events[name] {
-			return nil, invalid(fmt.Sprintf("events[%d]", i), "%q is not in the event catalogue", name)
-		}
-		if name == "*" || strings.HasSuffix(name, ".*") {
-			wild[name] = true
+			return invalid(fmt.Sprintf("events[%d]", i), "%q is not in the event catalogue", name)
 		}
 	}
-	if wild["*"] {
-		return []string{"*"}, nil
-	}
-	var keys []string
-	for _, name := range events {
-		entity, action, _ := strings.Cut(name, ".")
-		if (action == "*" || !wild[entity+".*"]) && !slices.Contains(keys, name) {
-			keys = append(keys, name)
+	return nil
+}
+
+// indexKeys yields the keys that file a registration with these events in
+// the index: "*" stands for everything and "Entity.*" for the rest of its
+// entity, so that no event reaches the registration through two keys.
+// They are worked out when needed rather than kept: a registration is
+// filed and removed once each.
+func indexKeys(events []string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		if slices.Contains(events, "*") {
+			yield("*")
+			return
+		}
+		for i, name := range events {
+			entity, action, _ := strings.Cut(name, ".")
+			if action != "*" && slices.Contains(events, entity+".*") || slices.Contains(events[:i], name) {
+				continue
+			}
+			if !yield(name) {
+				return
+			}
 		}
 	}
-	return keys, nil
 }
 
 func checkURL(s string) error {
@@ -403,11 +500,20 @@ func checkURL(s string) error {
 
 func nonEmpty(field string, list []string) ([]string, error) {
 	for i, s := range list {
-		if s == "" {
+		switch {
+		case s == "":
 			return nil, invalid(fmt.Sprintf("%s[%d]", field, i), "empty")
+		case !utf8.ValidString(s):
+			return nil, notUTF8(fmt.Sprintf("%s[%d]", field, i), s)
 		}
 	}
 	return list, nil
+}
+
+// notUTF8 refuses a string of the options that is not UTF-8: a Registry
+// keeps options as JSON, which cannot hold it.
+func notUTF8(field, s string) error {
+	return invalid(field, "%q is not UTF-8", s)
 }
 
 // isUUID reports whether s is a UUID in its textual 8-4-4-4-12 form, in

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -407,4 +408,155 @@ func TestDisabledSurvivesJSONAndCreateButNotUpdate(t *testing.T) {
 	require.NoError(t, err)
 	require.Nil(t, updated.Disabled, "an Update enables it again")
 	require.Equal(t, []string{w.URL}, matchURLs(t, NewMatcher(r), Event{Name: "Task.Create", Data: account}))
+}
+
+// oddOptions has what JSON escapes or spaces: a Registry keeps options as
+// JSON, and must give all of it back.
+func oddOptions() Options {
+	return Options{
+		Entity: map[string]EntityOptions{
+			"Contact": {
+				Expand:   []string{"owner"},
+				LoadOnly: []string{"id", "name<&>", "line\u2028break"},
+				Filter: map[string]json.RawMessage{
+					"email1":        json.RawMessage(` [ "a<b>&c@example.com" , "\u00e9", "` + "\u2028" + `" ] `),
+					`we"ird\key`:    json.RawMessage(" 5 "),
+					"näme.first":    json.RawMessage(`"Zoë"`),
+					"line\u2028sep": json.RawMessage(`null`),
+				},
+				FilterOp:      map[string]string{"email1": "ieq", "näme.first": "icontains"},
+				OnFieldChange: []string{"email1"},
+			},
+			"CE_Ünïcode": {},
+		},
+		RelatedEntity:       &EntityOptions{},
+		SkipKeys:            []string{"a\u2028b", "<sync>"},
+		ChunkSize:           7,
+		ChunkDelay:          math.MaxInt,
+		CustomEntityAPIName: []string{"CE_Ünïcode"},
+	}
+}
+
+func TestRegistryGivesBackTheOptionsItWasGiven(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRegistry()
+	w := validWebhook()
+	w.Events = []string{"Contact.*", "CustomEntity.*"}
+	w.Options = oddOptions()
+	stored := mustCreate(t, r, w)
+	require.Zero(t, r.byID[stored.ID].hook.Options, "the options are kept as JSON only")
+
+	// Filter values come back as given, but for their spacing.
+	want := oddOptions()
+	for path, raw := range want.Entity["Contact"].Filter {
+		want.Entity["Contact"].Filter[path] = compact(raw)
+	}
+	require.Equal(t, `["a<b>&c@example.com","\u00e9","`+"\u2028"+`"]`, string(want.Entity["Contact"].Filter["email1"]))
+	for _, got := range []Webhook{stored, mustGet(t, r, stored.ID), mustList(t, r)[0]} {
+		if d := cmp.Diff(want, got.Options); d != "" {
+			t.Fatalf("options (-given +got):\n%s", d)
+		}
+	}
+	hooks, err := NewMatcher(r).Match(Event{Name: "Contact.Create", Data: json.RawMessage(`{"email1":"A<B>&C@example.com","näme":{"first":"ZOË"},"we\"ird\\key":5.0}`)})
+	require.NoError(t, err)
+	require.Len(t, hooks, 1)
+	if d := cmp.Diff(stored, *hooks[0]); d != "" {
+		t.Fatalf("matched (-stored +matched):\n%s", d)
+	}
+
+	// What Update stores is what it returns, too.
+	stored.Options.Entity["Contact"].Filter["email1"] = json.RawMessage(`"x"`)
+	updated, err := r.Update(ctx, stored)
+	require.NoError(t, err)
+	if d := cmp.Diff(updated, mustGet(t, r, stored.ID)); d != "" {
+		t.Fatalf("Get after Update (-updated +got):\n%s", d)
+	}
+	require.Equal(t, `"x"`, string(updated.Options.Entity["Contact"].Filter["email1"]))
+}
+
+func mustGet(t *testing.T, r *Registry, id string) Webhook {
+	t.Helper()
+	w, err := r.Get(context.Background(), id)
+	require.NoError(t, err)
+	return w
+}
+
+func TestRegistryRefusesOptionsThatAreNotUTF8(t *testing.T) {
+	const bad = "a\xffb"
+	entity := func(eo EntityOptions) Options { return Options{Entity: map[string]EntityOptions{"Account": eo}} }
+	tests := []struct {
+		options Options
+		field   string
+	}{
+		{Options{SkipKeys: []string{"sync", bad}}, "options.skip_keys[1]"},
+		{Options{CustomEntityAPIName: []string{bad}}, "options.custom_entity_api_name[0]"},
+		{Options{Entity: map[string]EntityOptions{bad: {}}}, "options.entity"},
+		{entity(EntityOptions{Filter: map[string]json.RawMessage{bad: json.RawMessage(`1`)}}), "options.entity.Account.filter." + bad},
+		{entity(EntityOptions{LoadOnly: []string{"id", bad}}), "options.entity.Account.load-only[1]"},
+		{entity(EntityOptions{Expand: []string{bad}}), "options.entity.Account.expand[0]"},
+		{entity(EntityOptions{OnFieldChange: []string{bad}}), "options.entity.Account.on-field-change[0]"},
+		{Options{RelatedEntity: &EntityOptions{LoadOnly: []string{bad}}}, "options.related_entity.load-only[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.field, func(t *testing.T) {
+			w := validWebhook()
+			w.Options = tt.options
+			_, err := newTestRegistry().Create(context.Background(), w)
+			requireFieldError(t, err, tt.field)
+			require.ErrorContains(t, err, "not UTF-8")
+		})
+	}
+	// Filter values are JSON as given, and JSON may carry any bytes in a string.
+	w := validWebhook()
+	w.Options = entity(EntityOptions{Filter: map[string]json.RawMessage{"name": json.RawMessage(`"` + bad + `"`)}})
+	got := mustCreate(t, newTestRegistry(), w)
+	require.Equal(t, `"`+bad+`"`, string(got.Options.Entity["Account"].Filter["name"]))
+}
+
+// The "webhook" object of request bodies is the registration marshalled
+// as it was given, without its signature.
+func TestPayloadIsTheRegistrationAsMarshalled(t *testing.T) {
+	r := newTestRegistry()
+	for _, opts := range []Options{{}, oddOptions(), {Entity: map[string]EntityOptions{"Account": {LoadOnly: []string{"id"}}}}} {
+		w := Webhook{URL: "https://example.com/h?a=<b>&c", Events: []string{"Account.*", "Contact.Create", "CustomEntity.*"},
+			Options: opts, InsecureSSL: true, Signature: testSignature}
+		stored := mustCreate(t, r, w)
+		w.ID, w.Created, w.Modified, w.Signature = stored.ID, stored.Created, stored.Modified, ""
+		want, err := json.Marshal(w)
+		require.NoError(t, err)
+		require.Equal(t, string(want), r.byID[stored.ID].payloadJSON())
+	}
+}
+
+// Disabling copies a registration, and the copy shares what the first
+// built: neither the payload nor Match's copy may show it disabled.
+func TestDisablingKeepsWhatMatchHandedOut(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRegistry()
+	m := NewMatcher(r)
+	created := mustCreate(t, r, Webhook{URL: "https://example.com/a", Events: []string{"Account.*"}, Signature: testSignature,
+		Options: Options{Entity: map[string]EntityOptions{"Account": {Filter: map[string]json.RawMessage{"name": json.RawMessage(`"Acme"`)}}}}})
+	ev := Event{Name: "Account.Update", Data: account}
+	before, err := m.Match(ev)
+	require.NoError(t, err)
+	require.Len(t, before, 1)
+	payload := r.byID[created.ID].payloadJSON()
+
+	at := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	require.Equal(t, &Disabled{At: at, Reason: "gone"}, r.disable(created.ID, "gone", at))
+	require.Equal(t, &Disabled{At: at, Reason: "gone"}, mustGet(t, r, created.ID).Disabled)
+	require.Empty(t, matchURLs(t, m, ev))
+	require.Nil(t, before[0].Disabled, "what Match handed out does not change")
+	require.Equal(t, payload, r.byID[created.ID].payloadJSON())
+	require.NotContains(t, payload, "disabled")
+
+	updated, err := r.Update(ctx, mustGet(t, r, created.ID))
+	require.NoError(t, err)
+	after, err := m.Match(ev)
+	require.NoError(t, err)
+	require.Len(t, after, 1)
+	if d := cmp.Diff(updated, *after[0]); d != "" {
+		t.Fatalf("matched after Update (-updated +matched):\n%s", d)
+	}
+	require.NotSame(t, before[0], after[0])
 }

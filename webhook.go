@@ -36,12 +36,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"reflect"
-	"slices"
 	"sort"
 	"strconv"
 	"time"
+	"unsafe"
+
+	"github.com/tidwall/gjson"
 )
 
 // Errors returned by this package. Validation errors are *[FieldError]
@@ -227,6 +228,12 @@ func (w Webhook) MarshalJSON() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return w.marshal(opts)
+}
+
+// marshal writes w with opts, the JSON of its options, in place of
+// w.Options.
+func (w *Webhook) marshal(opts json.RawMessage) ([]byte, error) {
 	j := webhookJSON{ID: w.ID, URL: w.URL, Events: w.Events, Options: opts,
 		InsecureSSL: w.InsecureSSL, Signature: w.Signature}
 	if j.Events == nil {
@@ -497,42 +504,82 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// clone returns a deep copy, so that a stored registration never shares
-// memory with its caller.
-func (w Webhook) clone() Webhook {
-	w.Events = slices.Clone(w.Events)
-	o := &w.Options
-	if o.Entity != nil {
-		ents := make(map[string]EntityOptions, len(o.Entity))
-		for k, e := range o.Entity {
-			ents[k] = e.clone()
-		}
-		o.Entity = ents
+// encodeOptions returns o as a Registry keeps it: compact JSON, whose
+// filter values are as given but for spacing, since unlike json.Marshal it
+// leaves their <, > and & alone.
+func encodeOptions(o Options) (string, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(o); err != nil {
+		return "", err
 	}
-	if o.RelatedEntity != nil {
-		re := o.RelatedEntity.clone()
-		o.RelatedEntity = &re
-	}
-	o.SkipKeys = slices.Clone(o.SkipKeys)
-	o.CustomEntityAPIName = slices.Clone(o.CustomEntityAPIName)
-	if w.Disabled != nil {
-		dis := *w.Disabled
-		w.Disabled = &dis
-	}
-	return w
+	return string(bytes.TrimSuffix(buf.Bytes(), []byte("\n"))), nil
 }
 
-func (e EntityOptions) clone() EntityOptions {
-	e.Expand = slices.Clone(e.Expand)
-	e.LoadOnly = slices.Clone(e.LoadOnly)
-	e.OnFieldChange = slices.Clone(e.OnFieldChange)
-	e.FilterOp = maps.Clone(e.FilterOp)
-	if e.Filter != nil {
-		f := make(map[string]json.RawMessage, len(e.Filter))
-		for k, v := range e.Filter {
-			f[k] = bytes.Clone(v)
+// viewOptions reads options that encodeOptions wrote, without copying:
+// its strings and filter values point into s, so that rules compiled from
+// it keep nothing but s. The filter values must only be read.
+func viewOptions(s string) Options {
+	var o Options
+	gjson.Parse(s).ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "entity":
+			o.Entity = map[string]EntityOptions{}
+			v.ForEach(func(name, e gjson.Result) bool {
+				o.Entity[name.Str] = viewEntityOptions(e)
+				return true
+			})
+		case "related_entity":
+			e := viewEntityOptions(v)
+			o.RelatedEntity = &e
+		case "skip_keys":
+			o.SkipKeys = viewStrings(v)
+		case "custom_entity_api_name":
+			o.CustomEntityAPIName = viewStrings(v)
+		case "chunk_size":
+			o.ChunkSize = int(v.Int())
+		case "chunk_delay":
+			o.ChunkDelay = int(v.Int())
 		}
-		e.Filter = f
-	}
+		return true
+	})
+	return o
+}
+
+func viewEntityOptions(v gjson.Result) EntityOptions {
+	var e EntityOptions
+	v.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "expand":
+			e.Expand = viewStrings(v)
+		case "load-only":
+			e.LoadOnly = viewStrings(v)
+		case "on-field-change":
+			e.OnFieldChange = viewStrings(v)
+		case "filter":
+			e.Filter = map[string]json.RawMessage{}
+			v.ForEach(func(path, x gjson.Result) bool {
+				e.Filter[path.Str] = unsafe.Slice(unsafe.StringData(x.Raw), len(x.Raw))
+				return true
+			})
+		case "filter-op":
+			e.FilterOp = map[string]string{}
+			v.ForEach(func(path, op gjson.Result) bool {
+				e.FilterOp[path.Str] = op.Str
+				return true
+			})
+		}
+		return true
+	})
 	return e
+}
+
+func viewStrings(v gjson.Result) []string {
+	list := v.Array()
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = s.Str
+	}
+	return out
 }

@@ -514,7 +514,7 @@ func BenchmarkWorkloadMemory(b *testing.B) {
 	}
 	options := 0
 	for _, reg := range w.reg.byID {
-		o, err := json.Marshal(reg.hook.Options)
+		o, err := json.Marshal(reg.webhook().Options) // as the host gave them
 		require.NoError(b, err)
 		options += len(o)
 	}
