@@ -322,16 +322,6 @@ func (d *Dispatcher) Dispatch(ctx context.Context, events ...Event) error {
 	d.mu.Unlock()
 	defer d.intake.Done()
 
-	evs := make([]*event, len(events))
-	parsed := make([]event, len(events)) // one allocation for them all
-	for i, e := range events {
-		// Read in place: every request body is built, a copy, before the
-		// call returns, so nothing keeps the caller's buffers.
-		evs[i] = &parsed[i]
-		if err := d.reg.parseEvent(evs[i], i, e); err != nil {
-			return err
-		}
-	}
 	now := d.clock.Now()
 	type group struct {
 		reg    *registration
@@ -340,14 +330,23 @@ func (d *Dispatcher) Dispatch(ctx context.Context, events ...Event) error {
 	var groups []group
 	pos := map[*registration]int{}
 	var regs []*registration
-	for _, ev := range evs {
+	parsed := make([]event, len(events)) // one allocation for them all
+	var data, prev fields                // of one event at a time
+	for i, e := range events {
+		// Read in place: every request body is built, a copy, before the
+		// call returns, so nothing keeps the caller's buffers. Matching
+		// has no effect, so an event refused later still refuses the call.
+		ev := &parsed[i]
+		if err := d.reg.parseEvent(ev, i, e, &data.m, &prev.m); err != nil {
+			return err
+		}
 		if ev.ID == "" {
 			ev.ID = newUUID()
 		}
 		if ev.Time.IsZero() {
 			ev.Time = now
 		}
-		regs = d.matcher.match(ev, regs[:0])
+		regs = d.matcher.match(ev, &data, &prev, regs[:0])
 		for _, reg := range regs {
 			i, ok := pos[reg]
 			if !ok {

@@ -260,13 +260,22 @@ type fields struct {
 	data  gjson.Result
 	n     int
 	cache [8]cachedField
+	m     members // where data's members are, when validJSON noted them
 }
 
 type cachedField struct {
 	key   string
 	state uint8 // fieldMissing, fieldOne, or fieldMany (not kept: read again)
-	v     gjson.Result
+	// changed is, in the record after an update, whether the field
+	// differs from the record before: unknown (0), changedNo or changedYes.
+	changed uint8
+	v       gjson.Result
 }
+
+const (
+	changedNo = iota + 1
+	changedYes
+)
 
 const (
 	fieldMissing = iota
@@ -277,18 +286,16 @@ const (
 // lookup is the package's lookup of p in f.data, from the cache when it
 // holds the field named key. dst must be empty.
 func (f *fields) lookup(p path, key string, dst []gjson.Result) ([]gjson.Result, bool) {
-	for i := range f.n {
-		if c := &f.cache[i]; c.key == key {
-			switch c.state {
-			case fieldMissing:
-				return dst, false
-			case fieldOne:
-				return append(dst, c.v), false
-			}
-			return lookup(f.data, p, dst)
+	if c := f.cached(key); c != nil {
+		switch c.state {
+		case fieldMissing:
+			return dst, false
+		case fieldOne:
+			return append(dst, c.v), false
 		}
+		return f.read(p, dst)
 	}
-	vals, many := lookup(f.data, p, dst)
+	vals, many := f.read(p, dst)
 	if f.n < len(f.cache) {
 		c := cachedField{key: key, state: fieldMany}
 		switch {
@@ -301,6 +308,15 @@ func (f *fields) lookup(p path, key string, dst []gjson.Result) ([]gjson.Result,
 		f.n++
 	}
 	return vals, many
+}
+
+// read is lookup of p in f.data, from the member its first key names when
+// validJSON noted where it is.
+func (f *fields) read(p path, dst []gjson.Result) ([]gjson.Result, bool) {
+	if v, ok := f.m.get(f.data.Raw, p[0]); ok {
+		return lookup(v, p[1:], dst)
+	}
+	return lookup(f.data, p, dst)
 }
 
 // lookup appends the values at p to dst. A path through an array collects
@@ -528,6 +544,34 @@ func appendFold(dst []byte, s string) []byte {
 // JSON: key order, spacing and 1 versus 1.0 do not count, appearing or
 // disappearing does, and so does any change inside an object.
 func changed(before, after *fields, f fieldRef) bool {
+	// Registrations that fire on a change of the same field compare it
+	// once an event: comparing is a walk of both values.
+	c := after.cached(f.key)
+	if c != nil && c.changed != 0 {
+		return c.changed == changedYes
+	}
+	yes := differ(before, after, f)
+	if c = after.cached(f.key); c != nil {
+		c.changed = changedNo
+		if yes {
+			c.changed = changedYes
+		}
+	}
+	return yes
+}
+
+// cached returns the entry of f's cache for the field named key, or nil.
+func (f *fields) cached(key string) *cachedField {
+	for i := range f.n {
+		if f.cache[i].key == key {
+			return &f.cache[i]
+		}
+	}
+	return nil
+}
+
+// differ says whether the field f differs between the two records.
+func differ(before, after *fields, f fieldRef) bool {
 	var bufA, bufB [8]gjson.Result
 	a, manyA := before.lookup(f.path, f.key, bufA[:0])
 	b, manyB := after.lookup(f.path, f.key, bufB[:0])
@@ -552,6 +596,9 @@ func jsonEqual(a, b gjson.Result) bool {
 		// lookup below cannot pair up.
 		return true
 	case a.Type == gjson.Number:
+		if shortest(a.Raw) && shortest(b.Raw) {
+			return false // different texts of the same number are never both shortest
+		}
 		x, _ := parseNumber(a.Raw)
 		y, _ := parseNumber(b.Raw)
 		return x.cmp(y) == 0

@@ -33,11 +33,12 @@ func (m *Matcher) Match(e Event) ([]*Webhook, error) {
 	// Match does not keep the record, so it reads the caller's bytes in
 	// place instead of copying them.
 	var ev event
-	if err := m.r.parseEvent(&ev, 0, e); err != nil {
+	var data, prev fields
+	if err := m.r.parseEvent(&ev, 0, e, &data.m, &prev.m); err != nil {
 		return nil, err
 	}
 	var buf [32]*registration // the candidates, without an allocation in the common case
-	regs := m.match(&ev, buf[:0])
+	regs := m.match(&ev, &data, &prev, buf[:0])
 	if len(regs) == 0 {
 		return nil, nil
 	}
@@ -50,18 +51,19 @@ func (m *Matcher) Match(e Event) ([]*Webhook, error) {
 
 // match appends the registrations ev fires to dst. It holds the index's
 // read lock while it collects the candidates, reading the fields that
-// equality filters index, and applies the filters after.
-func (m *Matcher) match(ev *event, dst []*registration) []*registration {
-	// The fields read of this event's records, kept on the stack for as
-	// long as the event is being matched.
-	data, prevData := fields{data: ev.data}, fields{data: ev.previous}
+// equality filters index, and applies the filters after. data and prev
+// read ev's records: they hold the members parseEvent noted, and their
+// callers keep them on the stack.
+func (m *Matcher) match(ev *event, data, prevData *fields, dst []*registration) []*registration {
+	data.data, data.n = ev.data, 0
+	prevData.data, prevData.n = ev.previous, 0
 	start := len(dst)
 	m.r.mu.RLock()
 	ix := &m.r.index
 	if sp := ix.spaces[ev.Space]; sp != nil {
-		dst = ix.appendBucket(dst, sp, ev.Name, &data)
-		dst = ix.appendBucket(dst, sp, ev.entity+".*", &data)
-		dst = ix.appendBucket(dst, sp, "*", &data)
+		dst = ix.appendBucket(dst, sp, ev.Name, data)
+		dst = ix.appendBucket(dst, sp, ev.entity+".*", data)
+		dst = ix.appendBucket(dst, sp, "*", data)
 	}
 	m.r.mu.RUnlock()
 	found := dst[start:]
@@ -75,7 +77,7 @@ func (m *Matcher) match(ev *event, dst []*registration) []*registration {
 			continue
 		}
 		prev = reg
-		if reg.fires(ev, &data, &prevData) {
+		if reg.fires(ev, data, prevData) {
 			dst[n] = reg
 			n++
 		}
@@ -116,10 +118,11 @@ type event struct {
 	related        gjson.Result
 }
 
-// parseEvent checks e and parses it into ev. It reads the records in
-// place: ev is valid only as long as the caller's buffers are unchanged,
-// which both callers, Match and Dispatch, need only until they return.
-func (r *Registry) parseEvent(ev *event, i int, e Event) error {
+// parseEvent checks e and parses it into ev, noting the members of its
+// records in data and prev. It reads the records in place: ev is valid
+// only as long as the caller's buffers are unchanged, which both callers,
+// Match and Dispatch, need only until they return.
+func (r *Registry) parseEvent(ev *event, i int, e Event, data, prev *members) error {
 	*ev = event{Event: e, index: i}
 	ev.entity, ev.action, _ = strings.Cut(e.Name, ".")
 	if strings.Contains(e.Name, "*") || !r.known(e.Name) {
@@ -133,13 +136,13 @@ func (r *Registry) parseEvent(ev *event, i int, e Event) error {
 		ev.optionsKey = e.CustomEntity
 	}
 	var err error
-	if ev.data, err = ev.parse("data", e.Data, false); err != nil {
+	if ev.data, err = ev.parse("data", e.Data, false, data); err != nil {
 		return err
 	}
-	if ev.previous, err = ev.parse("previous", e.Previous, true); err != nil {
+	if ev.previous, err = ev.parse("previous", e.Previous, true, prev); err != nil {
 		return err
 	}
-	if ev.related, err = ev.parse("related", e.Related, true); err != nil {
+	if ev.related, err = ev.parse("related", e.Related, true, nil); err != nil {
 		return err
 	}
 	// Parsed above; the caller's buffers are not kept.
@@ -147,14 +150,18 @@ func (r *Registry) parseEvent(ev *event, i int, e Event) error {
 	return nil
 }
 
-// parse checks that b is a JSON object (or, when optional, nothing or null).
-func (ev *event) parse(field string, b json.RawMessage, optional bool) (gjson.Result, error) {
+// parse checks that b is a JSON object (or, when optional, nothing or
+// null), noting its members in m unless m is nil.
+func (ev *event) parse(field string, b json.RawMessage, optional bool, m *members) (gjson.Result, error) {
+	if m != nil {
+		m.noted = false
+	}
 	if optional && (len(b) == 0 || isNull(b)) {
 		return gjson.Result{}, nil
 	}
 	// Our validator agrees with encoding/json's (FuzzValidJSON checks it)
 	// at a tenth of its cost; validating was half of Match's.
-	if !validJSON(b, nil) {
+	if !validJSON(b, m) {
 		return gjson.Result{}, ev.invalid(field, "not JSON")
 	}
 	res := gjson.Parse(bytesView(b))

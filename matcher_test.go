@@ -335,7 +335,7 @@ func TestIndexedMatchAgreesWithTryingEveryRegistration(t *testing.T) {
 			got := matchURLs(t, m, e)
 
 			var ev event
-			require.NoError(t, r.parseEvent(&ev, 0, e))
+			require.NoError(t, r.parseEvent(&ev, 0, e, nil, nil))
 			want := []string{}
 			for _, reg := range r.index.all(e.Space) {
 				if !slices.ContainsFunc(slices.Collect(indexKeys(reg.hook.Events)), func(k string) bool { return k == e.Name || k == "Account.*" || k == "*" }) {

@@ -154,3 +154,20 @@ func isJSONNumber(s string) bool {
 	}
 	return i == len(s)
 }
+
+// shortest says whether the JSON number s is written the one way that
+// needs no exponent, no leading or trailing zero and no minus before 0:
+// two such texts are equal exactly when their numbers are.
+func shortest(s string) bool {
+	digits := strings.TrimPrefix(s, "-")
+	whole, frac, point := strings.Cut(digits, ".")
+	switch {
+	case whole == "" || strings.ContainsAny(frac, "eE") || strings.ContainsAny(whole, "eE"):
+		return false
+	case len(whole) > 1 && whole[0] == '0':
+		return false
+	case point && (frac == "" || frac[len(frac)-1] == '0'):
+		return false
+	}
+	return !(s == "-0")
+}

@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"bytes"
 	"encoding/binary"
 	"math"
 	"math/bits"
@@ -52,7 +51,13 @@ func validJSON(b []byte, m *members) bool {
 	var objects [validMaxDepth/64 + 1]uint64
 	var depth uint
 	object := false
-	i, keyStart := 0, 0
+	i, keyStart, escaped := 0, 0, false
+	if m != nil {
+		m.n, m.some, m.escaped, m.open, m.noted = 0, false, false, false, false
+		if len(b) > math.MaxInt32 {
+			m = nil // beyond the offsets: nothing noted
+		}
+	}
 
 	// Each step has its own code, jumped to, rather than one loop that
 	// switches on a state: a branch that always sees the same context is
@@ -75,6 +80,9 @@ value:
 	case '{':
 		if depth == validMaxDepth {
 			return false
+		}
+		if m != nil && depth == 0 {
+			m.noted = true // b is an object, if it is valid
 		}
 		i = validSpace(b, i+1)
 		if i < len(b) && b[i] == '}' {
@@ -155,14 +163,16 @@ key:
 	if i >= len(b) || b[i] != '"' {
 		return false
 	}
-	keyStart = i + 1
+	keyStart, escaped = i+1, false
 	if i = validPlain(b, i+1); i < len(b) && b[i] == '"' {
 		i++
 	} else if i = validString(b, i); i < 0 {
 		return false
+	} else {
+		escaped = true // perhaps: only a decoder can tell
 	}
 	if m != nil && depth == 1 {
-		m.add(b, keyStart, i-1)
+		m.add(keyStart, i-1, escaped)
 	}
 	if i >= len(b) || b[i] != ':' { // most often it is, with no space
 		i = validSpace(b, i)
@@ -309,17 +319,17 @@ type members struct {
 	// compare: get then always scans.
 	escaped bool
 	open    bool // the member added last waits for its value's end
+	noted   bool // m holds the members of a valid object
 }
 
-// add notes the key b[start:end] of a member whose value comes next.
-func (m *members) add(b []byte, start, end int) {
-	if m.n == len(m.span) || len(b) > math.MaxInt32 {
+// add notes the key b[start:end] of a member whose value comes next;
+// escaped says the key may hold an escape.
+func (m *members) add(start, end int, escaped bool) {
+	if m.n == len(m.span) {
 		m.some = true
 		return
 	}
-	if bytes.IndexByte(b[start:end], '\\') >= 0 {
-		m.escaped = true
-	}
+	m.escaped = m.escaped || escaped
 	m.span[m.n].key, m.span[m.n].keyEnd = int32(start), int32(end)
 	m.n++
 	m.open = true
@@ -344,13 +354,13 @@ func (m *members) end(i int) {
 // true; or false when only a scan can tell: for a key with characters that
 // gjson's paths give a meaning, an escaped key, or a member not noted.
 // b must be the object validJSON noted m for.
-func (m *members) get(b []byte, key string) (gjson.Result, bool) {
-	if m.escaped || !plainKey(key) {
+func (m *members) get(b string, key string) (gjson.Result, bool) {
+	if !m.noted || m.escaped || !plainKey(key) {
 		return gjson.Result{}, false
 	}
 	for _, s := range m.span[:m.n] {
 		if int(s.keyEnd-s.key) == len(key) && string(b[s.key:s.keyEnd]) == key {
-			return gjson.Parse(bytesView(b[s.val:s.end])), true
+			return gjson.Parse(b[s.val:s.end]), true
 		}
 	}
 	return gjson.Result{}, !m.some
