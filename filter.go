@@ -181,7 +181,7 @@ func compileCondition(field, p string, raw json.RawMessage, opName string) (cond
 	if c.op, ok = parseOp(opName); !ok {
 		return c, invalid(field+".filter-op."+p, "unknown operator %q; want one of %s", opName, strings.Join(opNames[:], ", "))
 	}
-	if !json.Valid(raw) {
+	if !validJSON(raw, nil) {
 		return c, invalid(ff, "not JSON: %s", shorten(raw))
 	}
 	// Read in place: for a registration, raw is part of the options JSON it

@@ -98,7 +98,7 @@ func (p *projection) apply(ctx context.Context, exp Expander, space, entity stri
 		if err != nil {
 			return dst, fmt.Errorf("expand %s %v: %w", entity, p.expand, err)
 		}
-		if rec = gjson.ParseBytes(out); !json.Valid(out) || !rec.IsObject() {
+		if rec = gjson.ParseBytes(out); !validJSON(out, nil) || !rec.IsObject() {
 			return dst, fmt.Errorf("expand %s %v: the Expander returned %s, not a JSON object", entity, p.expand, shorten(out))
 		}
 	}
