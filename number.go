@@ -159,15 +159,27 @@ func isJSONNumber(s string) bool {
 // needs no exponent, no leading or trailing zero and no minus before 0:
 // two such texts are equal exactly when their numbers are.
 func shortest(s string) bool {
-	digits := strings.TrimPrefix(s, "-")
-	whole, frac, point := strings.Cut(digits, ".")
-	switch {
-	case whole == "" || strings.ContainsAny(frac, "eE") || strings.ContainsAny(whole, "eE"):
-		return false
-	case len(whole) > 1 && whole[0] == '0':
-		return false
-	case point && (frac == "" || frac[len(frac)-1] == '0'):
+	if s == "-0" {
 		return false
 	}
-	return !(s == "-0")
+	digits := s
+	if digits != "" && digits[0] == '-' {
+		digits = digits[1:]
+	}
+	switch {
+	case digits == "" || digits[0] < '0' || digits[0] > '9':
+		return false
+	case len(digits) > 1 && digits[0] == '0' && digits[1] != '.':
+		return false
+	}
+	point := false
+	for i := 0; i < len(digits); i++ {
+		switch c := digits[i]; {
+		case c == '.':
+			point = true
+		case c < '0' || c > '9':
+			return false // an exponent, or not a number
+		}
+	}
+	return !point || digits[len(digits)-1] != '0' && digits[len(digits)-1] != '.'
 }
