@@ -504,17 +504,13 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// encodeOptions returns o as a Registry keeps it: compact JSON, whose
-// filter values are as given but for spacing, since unlike json.Marshal it
-// leaves their <, > and & alone.
+// encodeOptions returns o as a Registry keeps it: as json.Marshal writes
+// it, so that its filter values are what a round trip through JSON gives
+// back (compact, <, >, & and U+2028 escaped), and a stored registration
+// marshals and unmarshals to itself.
 func encodeOptions(o Options) (string, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(o); err != nil {
-		return "", err
-	}
-	return string(bytes.TrimSuffix(buf.Bytes(), []byte("\n"))), nil
+	b, err := json.Marshal(o)
+	return string(b), err
 }
 
 // viewOptions reads options that encodeOptions wrote, without copying:
