@@ -465,7 +465,7 @@ func TestPendingRetriesCostNoGoroutine(t *testing.T) {
 	ctx := context.Background()
 	clock := newFakeClock()
 	r := newTestRegistry()
-	const regs, workers = 1000, 8
+	const regs, workers = 10_000, 8
 	for i := range regs {
 		mustCreate(t, r, Webhook{URL: fmt.Sprintf("https://example.com/%d", i), Events: []string{"*"}})
 	}
