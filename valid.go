@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/bits"
+	"strings"
 
 	"github.com/tidwall/gjson"
 )
@@ -350,20 +351,42 @@ func (m *members) end(i int) {
 	}
 }
 
-// get returns b's member named key, as gjson's Get(key) finds it, and
-// true; or false when only a scan can tell: for a key with characters that
-// gjson's paths give a meaning, an escaped key, or a member not noted.
-// b must be the object validJSON noted m for.
+// get returns b's member named key, as gjson's Get(key) finds it but for
+// Num, which it leaves 0: the package compares numbers by their text (see
+// parseNumber), and parsing a float for each field read was a tenth of
+// Match. It returns false when only a scan can tell: for a key with
+// characters that gjson's paths give a meaning, an escaped key, or a
+// member not noted. b must be the object validJSON noted m for.
 func (m *members) get(b string, key string) (gjson.Result, bool) {
 	if !m.noted || m.escaped || !plainKey(key) {
 		return gjson.Result{}, false
 	}
 	for _, s := range m.span[:m.n] {
-		if int(s.keyEnd-s.key) == len(key) && string(b[s.key:s.keyEnd]) == key {
-			return gjson.Parse(b[s.val:s.end]), true
+		if int(s.keyEnd-s.key) == len(key) && b[s.key:s.keyEnd] == key {
+			return valueOf(b[s.val:s.end]), true
 		}
 	}
 	return gjson.Result{}, !m.some
+}
+
+// valueOf is gjson.Parse of raw, one valid JSON value, but for Num.
+func valueOf(raw string) gjson.Result {
+	switch raw[0] {
+	case '"':
+		if strings.IndexByte(raw, '\\') >= 0 {
+			return gjson.Parse(raw) // gjson unescapes
+		}
+		return gjson.Result{Type: gjson.String, Raw: raw, Str: raw[1 : len(raw)-1]}
+	case '{', '[':
+		return gjson.Result{Type: gjson.JSON, Raw: raw}
+	case 't':
+		return gjson.Result{Type: gjson.True, Raw: raw}
+	case 'f':
+		return gjson.Result{Type: gjson.False, Raw: raw}
+	case 'n':
+		return gjson.Result{Type: gjson.Null, Raw: raw}
+	}
+	return gjson.Result{Type: gjson.Number, Raw: raw}
 }
 
 // plainKey says whether gjson reads k as a key and nothing more: letters,

@@ -204,8 +204,8 @@ func BenchmarkValidJSON(b *testing.B) {
 }
 
 // FuzzMembers checks that reading a member through the spans validJSON
-// noted gives what gjson's Get gives, for every top-level key of the
-// input and for key.
+// noted gives what gjson's Get gives (but for Num), for every top-level
+// key of the input and for key.
 func FuzzMembers(f *testing.F) {
 	record, err := os.ReadFile("testdata/opportunity-1.5k.json")
 	require.NoError(f, err)
@@ -231,7 +231,8 @@ func FuzzMembers(f *testing.F) {
 				continue
 			}
 			want := gjson.GetBytes(b, k)
-			if got.Type != want.Type || got.Raw != want.Raw || got.Str != want.Str || got.Num != want.Num || got.Exists() != want.Exists() {
+			// All but Num, which get leaves 0 (the package reads numbers from Raw).
+			if got.Type != want.Type || got.Raw != want.Raw || got.Str != want.Str || got.Exists() != want.Exists() || got.Num != 0 {
 				t.Fatalf("member %q of %q: got %+v, gjson gives %+v", k, b, got, want)
 			}
 		}
