@@ -444,6 +444,9 @@ func (reg *registration) public() *Webhook {
 	sh := reg.shared
 	sh.publicOnce.Do(func() {
 		w := reg.webhook()
+		// Only an enabled registration fires; without Disabled, the copy
+		// is right for the disabled copies of this one that share it too.
+		w.Disabled = nil
 		sh.public = &w
 	})
 	return sh.public
