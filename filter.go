@@ -326,23 +326,29 @@ func (f *fields) read(p path, dst []gjson.Result) ([]gjson.Result, bool) {
 func lookup(v gjson.Result, p path, dst []gjson.Result) (vals []gjson.Result, many bool) {
 	for i, key := range p {
 		if v.IsArray() {
-			v.ForEach(func(_, elem gjson.Result) bool {
-				dst, _ = lookup(elem, p[i:], dst)
-				return true
-			})
+			c := newCursor(v.Raw)
+			for _, elem, ok := c.next(); ok; _, elem, ok = c.next() {
+				dst, _ = lookup(valueOf(elem), p[i:], dst)
+			}
 			return dst, true
 		}
 		if !v.IsObject() {
 			return dst, false
 		}
-		v = v.Get(key)
+		if !plainKey(key) {
+			v = v.Get(key)
+		} else if raw, ok := member(v.Raw, key); ok {
+			v = valueOf(raw)
+		} else {
+			return dst, false
+		}
 	}
 	switch {
 	case v.IsArray():
-		v.ForEach(func(_, elem gjson.Result) bool {
-			dst = append(dst, elem)
-			return true
-		})
+		c := newCursor(v.Raw)
+		for _, elem, ok := c.next(); ok; _, elem, ok = c.next() {
+			dst = append(dst, valueOf(elem))
+		}
 		return dst, true
 	case v.Exists():
 		return append(dst, v), false
@@ -609,29 +615,55 @@ func jsonEqual(a, b gjson.Result) bool {
 	case a.IsArray() != b.IsArray():
 		return false
 	case a.IsArray():
-		x, y := a.Array(), b.Array()
-		if len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if !jsonEqual(x[i], y[i]) {
+		x, y := newCursor(a.Raw), newCursor(b.Raw)
+		for {
+			_, u, more := x.next()
+			_, v, moreY := y.next()
+			if !more || !moreY {
+				return more == moreY
+			}
+			if !jsonEqual(valueOf(u), valueOf(v)) {
 				return false
 			}
 		}
-		return true
 	}
-	n, eq := 0, true
-	a.ForEach(func(k, v gjson.Result) bool {
-		n++
-		eq = jsonEqual(v, b.Get(gjson.Escape(k.Str)))
-		return eq
-	})
-	if !eq {
-		return false
+	// Each member of a against the first of b's with its key, as gjson's
+	// Get finds it, and as many members. b's first members are kept at
+	// hand, so that most objects are read once.
+	var kept [8][2]string
+	nb, rest := 0, newCursor(b.Raw)
+	for nb < len(kept) {
+		k, v, ok := rest.next()
+		if !ok {
+			break
+		}
+		kept[nb] = [2]string{k, v}
+		nb++
 	}
-	b.ForEach(func(_, _ gjson.Result) bool {
-		n--
-		return true
-	})
-	return n == 0
+	x := newCursor(a.Raw)
+	na := 0
+	for k, u, ok := x.next(); ok; k, u, ok = x.next() {
+		na++
+		name, v, found := unquote(k), "", false
+		for _, m := range kept[:nb] {
+			if keyIs(m[0], name) {
+				v, found = m[1], true
+				break
+			}
+		}
+		for c := rest; !found; {
+			m, w, ok := c.next()
+			if !ok {
+				return false
+			}
+			v, found = w, keyIs(m, name)
+		}
+		if !jsonEqual(valueOf(u), valueOf(v)) {
+			return false
+		}
+	}
+	for _, _, ok := rest.next(); ok; _, _, ok = rest.next() {
+		nb++
+	}
+	return na == nb
 }

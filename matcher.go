@@ -136,13 +136,13 @@ func (r *Registry) parseEvent(ev *event, i int, e Event, data, prev *members) er
 		ev.optionsKey = e.CustomEntity
 	}
 	var err error
-	if ev.data, err = ev.parse("data", e.Data, false, data); err != nil {
+	if ev.data, err = ev.parse("data", e.Data, false, data, nil, nil); err != nil {
 		return err
 	}
-	if ev.previous, err = ev.parse("previous", e.Previous, true, prev); err != nil {
+	if ev.previous, err = ev.parse("previous", e.Previous, true, prev, e.Data, data); err != nil {
 		return err
 	}
-	if ev.related, err = ev.parse("related", e.Related, true, nil); err != nil {
+	if ev.related, err = ev.parse("related", e.Related, true, nil, nil, nil); err != nil {
 		return err
 	}
 	// Parsed above; the caller's buffers are not kept.
@@ -151,8 +151,11 @@ func (r *Registry) parseEvent(ev *event, i int, e Event, data, prev *members) er
 }
 
 // parse checks that b is a JSON object (or, when optional, nothing or
-// null), noting its members in m unless m is nil.
-func (ev *event) parse(field string, b json.RawMessage, optional bool, m *members) (gjson.Result, error) {
+// null), noting its members in m unless m is nil. like, when not nil, is
+// a record already parsed, whose members are in lm, that b may repeat
+// much of: the record before an update repeats the record after it, and
+// what it repeats is not scanned again.
+func (ev *event) parse(field string, b json.RawMessage, optional bool, m *members, like []byte, lm *members) (gjson.Result, error) {
 	if m != nil {
 		m.noted = false
 	}
@@ -161,7 +164,7 @@ func (ev *event) parse(field string, b json.RawMessage, optional bool, m *member
 	}
 	// Our validator agrees with encoding/json's (FuzzValidJSON checks it)
 	// at a tenth of its cost; validating was half of Match's.
-	if !validJSON(b, m) {
+	if !validJSONLike(b, m, like, lm) {
 		return gjson.Result{}, ev.invalid(field, "not JSON")
 	}
 	res := gjson.Parse(bytesView(b))

@@ -46,7 +46,14 @@ var jsonClass = func() (t [256]uint8) {
 // surrogates, and refuses nesting deeper than validMaxDepth. When m is not
 // nil and b is an object, it notes in m where b's members are, so that
 // reading one costs no second scan.
-func validJSON(b []byte, m *members) bool {
+func validJSON(b []byte, m *members) bool { return validJSONLike(b, m, nil, nil) }
+
+// validJSONLike is validJSON for a b that may repeat much of like, a valid
+// object whose members validJSON noted in lm: the record before an update
+// and the record after it. A member of b, key and value, whose text is
+// that of like's member in the same place is valid as it stands there, and
+// is noted without being scanned again; m must not be nil for it.
+func validJSONLike(b []byte, m *members, like []byte, lm *members) bool {
 	// A bit for each level of nesting, set for an object, and the innermost
 	// level's kept at hand.
 	var objects [validMaxDepth/64 + 1]uint64
@@ -58,6 +65,9 @@ func validJSON(b []byte, m *members) bool {
 		if len(b) > math.MaxInt32 {
 			m = nil // beyond the offsets: nothing noted
 		}
+	}
+	if lm != nil && (!lm.noted || lm.escaped) {
+		lm = nil // like's keys may be escaped, and b's would then be too
 	}
 
 	// Each step has its own code, jumped to, rather than one loop that
@@ -164,6 +174,43 @@ key:
 	if i >= len(b) || b[i] != '"' {
 		return false
 	}
+	if depth == 1 && lm != nil && m != nil && m.n < lm.n {
+		// A member's validity does not depend on what is around it, once
+		// it is a member of the outermost object: the members of b that
+		// repeat like's, in the same places, are valid as they stand. The
+		// last of those from this one on is found by comparing runs of
+		// members, which costs less than scanning them.
+		k, at := m.n, int(lm.span[m.n].key)-1
+		shift := i - at
+		repeats := func(last int) bool {
+			// With the byte after the value, which like, an object, has:
+			// b's number would otherwise go on where like's ends.
+			end := int(lm.span[last].end) + 1
+			return end+shift <= len(b) && string(b[i:end+shift]) == string(like[at:end])
+		}
+		if repeats(k) {
+			lo, hi := k, lm.n-1
+			if repeats(hi) {
+				lo = hi // most often, every member left
+			}
+			for lo < hi {
+				if mid := (lo + hi + 1) / 2; repeats(mid) {
+					lo = mid
+				} else {
+					hi = mid - 1
+				}
+			}
+			for _, s := range lm.span[k : lo+1] {
+				d := int32(shift)
+				s.key, s.keyEnd, s.val, s.end = s.key+d, s.keyEnd+d, s.val+d, s.end+d
+				m.span[m.n] = s
+				m.n++
+			}
+			m.open = false
+			i = int(lm.span[lo].end) + shift
+			goto next
+		}
+	}
 	keyStart, escaped = i+1, false
 	if i = validPlain(b, i+1); i < len(b) && b[i] == '"' {
 		i++
@@ -194,7 +241,7 @@ pop:
 
 // validSpace returns the index of the first byte of b from i on that is not
 // white space.
-func validSpace(b []byte, i int) int {
+func validSpace[T string | []byte](b T, i int) int {
 	for i < len(b) && jsonClass[b[i]]&jsonSpace != 0 {
 		i++
 	}
@@ -398,4 +445,117 @@ func plainKey(k string) bool {
 		}
 	}
 	return k != ""
+}
+
+// cursor reads the members of a valid JSON object, or the elements of a
+// valid array, one at a time and in place. Filters and on-field-change
+// read with it rather than with gjson's Get and ForEach, which parse every
+// number they pass into a float that the package never reads.
+type cursor struct {
+	s string
+	i int
+}
+
+func newCursor(raw string) cursor { return cursor{s: raw, i: 1} }
+
+// next returns the next member's key, as written (quoted; "" for an
+// element of an array), and its value.
+func (c *cursor) next() (key, val string, ok bool) {
+	s := c.s
+	i := validSpace(s, c.i)
+	if i < len(s) && s[i] == ',' {
+		i = validSpace(s, i+1)
+	}
+	if i >= len(s) || s[i] == '}' || s[i] == ']' {
+		c.i = len(s)
+		return "", "", false
+	}
+	if s[0] == '{' {
+		j := skipString(s, i+1)
+		key = s[i:j]
+		if i = validSpace(s, j) + 1; i > len(s) { // past the ':'
+			c.i = len(s)
+			return "", "", false
+		}
+		i = validSpace(s, i)
+	}
+	c.i = skipValue(s, i)
+	return key, s[i:c.i], c.i > i
+}
+
+// member returns the value of the first member of obj, a valid JSON
+// object, whose key is key, a plainKey: what gjson's Get(key) finds.
+func member(obj, key string) (string, bool) {
+	c := newCursor(obj)
+	for k, v, ok := c.next(); ok; k, v, ok = c.next() {
+		if keyIs(k, key) {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// keyIs says whether the quoted key k, as written, is name once unescaped.
+func keyIs(k, name string) bool {
+	if len(k) == len(name)+2 && k[1:len(k)-1] == name {
+		return true
+	}
+	return strings.IndexByte(k, '\\') >= 0 && gjson.Parse(k).Str == name
+}
+
+// unquote returns the quoted key k unescaped.
+func unquote(k string) string {
+	if len(k) >= 2 && strings.IndexByte(k, '\\') < 0 {
+		return k[1 : len(k)-1]
+	}
+	return gjson.Parse(k).Str
+}
+
+// skipString returns the index after the string whose body starts at s[i].
+func skipString(s string, i int) int {
+	start := i
+	for {
+		j := strings.IndexByte(s[i:], '"')
+		if j < 0 {
+			return len(s)
+		}
+		i += j + 1
+		// The quote is escaped when an odd number of backslashes precede it.
+		n := 0
+		for k := i - 2; k >= start && s[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			return i
+		}
+	}
+}
+
+// skipValue returns the index after the valid JSON value that starts at s[i].
+func skipValue(s string, i int) int {
+	if i >= len(s) {
+		return i
+	}
+	switch s[i] {
+	case '"':
+		return skipString(s, i+1)
+	case '{', '[':
+		for depth := 0; i < len(s); i++ {
+			switch s[i] {
+			case '"':
+				i = skipString(s, i+1) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
+	}
+	for i < len(s) && jsonClass[s[i]]&jsonSpace == 0 && s[i] != ',' && s[i] != '}' && s[i] != ']' {
+		i++
+	}
+	return i
 }

@@ -1,8 +1,11 @@
 package webhook
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -258,4 +261,226 @@ func TestMembersNoteEveryMemberOfTheRecord(t *testing.T) {
 	require.True(t, ok, "a missing member needs no scan when every member is noted")
 	_, ok = m.get(string(record), "value.amount")
 	require.False(t, ok, "a path is gjson's to read")
+}
+
+// checkLike checks that validJSONLike(b, like) gives validJSON(b)'s answer
+// and notes the same members.
+func checkLike(t *testing.T, b, like []byte) {
+	t.Helper()
+	var lm, want, got members
+	if !validJSON(like, &lm) {
+		return
+	}
+	ok := validJSON(b, &want)
+	require.Equal(t, ok, validJSONLike(b, &got, like, &lm), "validJSONLike(%.200q, like %.200q)", b, like)
+	if ok {
+		require.Equal(t, want, got, "members of %.200q, like %.200q", b, like)
+	}
+}
+
+// TestValidJSONLikeEveryChange checks the record before an update against
+// the record after it where they differ in every way one byte can make
+// them differ, and where members come and go.
+func TestValidJSONLikeEveryChange(t *testing.T) {
+	record, err := os.ReadFile("testdata/opportunity-1.5k.json")
+	require.NoError(t, err)
+	checkLike(t, record, record)
+	b := make([]byte, len(record))
+	for i := range record {
+		for _, c := range []byte{0, '\\', '"', '{', '}', '[', ']', ',', ':', ' ', '0', 'e', 0x1f, 0xff} {
+			copy(b, record)
+			b[i] = c
+			checkLike(t, b, record)
+			checkLike(t, record, b)
+		}
+		checkLike(t, record[:i], record)
+		checkLike(t, append(slices.Clone(record[:i]), record[i+1:]...), record)
+	}
+	// Members removed, added, moved and repeated.
+	type member struct{ k, v string }
+	var all []member
+	gjson.ParseBytes(record).ForEach(func(k, v gjson.Result) bool {
+		all = append(all, member{k.Raw, v.Raw})
+		return true
+	})
+	object := func(ms ...member) []byte {
+		var b strings.Builder
+		for i, m := range ms {
+			b.WriteString(",")
+			if i == 0 {
+				b.Reset()
+				b.WriteString("{")
+			}
+			b.WriteString(m.k + ":" + m.v)
+		}
+		return []byte(b.String() + "}")
+	}
+	full := object(all...)
+	for i, m := range all {
+		without := object(slices.Delete(slices.Clone(all), i, i+1)...)
+		checkLike(t, without, full)
+		checkLike(t, full, without)
+		checkLike(t, object(append(slices.Delete(slices.Clone(all), i, i+1), m)...), full)
+		twice := object(slices.Insert(slices.Clone(all), i, m)...)
+		checkLike(t, twice, full)
+		checkLike(t, full, twice)
+	}
+	for _, c := range []struct{ b, like string }{
+		{`{"a":1}`, `{"a":1}`},
+		{`{"a":1,"b":2}`, `{"a":1}`},
+		{`{"a":1}`, `{"a":1,"b":2}`},
+		{`{"a":1} `, `{"a":1}`},
+		{`{"a":1`, `{"a":1}`},
+		{`{"a":1,}`, `{"a":1,"b":2}`},
+		{`{"a":1,"b":2`, `{"a":1,"b":2}`},
+		{`{"a":1 ,"b":2}`, `{"a":1,"b":2}`},
+		{`[{"a":1}]`, `{"a":1}`},
+		{`{"x":{"a":1}}`, `{"a":1}`},
+		{`{"a\"":1}`, `{"a\"":1}`},
+		{`{"a\u0041":1,"b":2}`, `{"a\u0041":1,"b":2}`},
+		{`{"a":"\ud800"}`, `{"a":"\ud800"}`},
+		{`{"a":1,"a":1}`, `{"a":1,"a":1}`},
+		{`{"a":` + nestedJSON("[", "", "]", validMaxDepth-1) + `}`, `{"a":` + nestedJSON("[", "", "]", validMaxDepth-1) + `}`},
+		{`{"a":` + nestedJSON("[", "", "]", validMaxDepth) + `}`, `{"a":` + nestedJSON("[", "", "]", validMaxDepth-1) + `}`},
+		{`{"a":1,"b":2,"c":3,"d":4}`, `{"a":1,"b":9,"c":3,"d":4}`},
+		{`{"a":1,"b":2,"c":3,"d":4}`, `{"b":2,"a":1,"c":3,"d":4}`},
+		{`{"a":1,"b":2,"c":3,"d":4}`, `{}`},
+		{`{}`, `{"a":1}`},
+	} {
+		checkLike(t, []byte(c.b), []byte(c.like))
+	}
+	// More members than are noted.
+	var many strings.Builder
+	many.WriteString("{")
+	for i := range 100 {
+		fmt.Fprintf(&many, `"k%d":%d,`, i, i)
+	}
+	wide := many.String()[:many.Len()-1] + "}"
+	checkLike(t, []byte(wide), []byte(wide))
+	checkLike(t, []byte(strings.Replace(wide, `"k70":70`, `"k70":7`, 1)), []byte(wide))
+	checkLike(t, []byte(strings.Replace(wide, `"k30":30`, `"k30":3`, 1)), []byte(wide))
+}
+
+// FuzzValidJSONLike checks validJSONLike against validJSON for any valid
+// object like.
+func FuzzValidJSONLike(f *testing.F) {
+	record, err := os.ReadFile("testdata/opportunity-1.5k.json")
+	require.NoError(f, err)
+	f.Add(bytes.Replace(record, []byte(`"amount": 128400.75`), []byte(`"amount": 119000`), 1), record)
+	f.Add([]byte(`{"a":1,"b":[1,2],"c":{"d":"e"}}`), []byte(`{"a":1,"b":[1,2],"c":{"d":"f"}}`))
+	f.Add([]byte(`{"a":1,"b":2`), []byte(`{"a":1,"b":2}`))
+	f.Fuzz(func(t *testing.T, b, like []byte) {
+		checkLike(t, b, like)
+	})
+}
+
+// gjsonEqual and gjsonLookup are jsonEqual and lookup as they were written
+// with gjson's Get and ForEach: what the cursor's versions must agree with.
+func gjsonEqual(a, b gjson.Result) bool {
+	switch {
+	case a.Type != b.Type || a.Exists() != b.Exists():
+		return false
+	case a.Raw == b.Raw:
+		return true
+	case a.Type == gjson.Number:
+		x, _ := parseNumber(a.Raw)
+		y, _ := parseNumber(b.Raw)
+		return x.cmp(y) == 0
+	case a.Type == gjson.String:
+		return a.Str == b.Str
+	case a.Type != gjson.JSON:
+		return true
+	case a.IsArray() != b.IsArray():
+		return false
+	case a.IsArray():
+		x, y := a.Array(), b.Array()
+		if len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !gjsonEqual(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	n, eq := 0, true
+	a.ForEach(func(k, v gjson.Result) bool {
+		n++
+		eq = gjsonEqual(v, b.Get(gjson.Escape(k.Str)))
+		return eq
+	})
+	if !eq {
+		return false
+	}
+	b.ForEach(func(_, _ gjson.Result) bool {
+		n--
+		return true
+	})
+	return n == 0
+}
+
+func gjsonLookup(v gjson.Result, p path, dst []gjson.Result) ([]gjson.Result, bool) {
+	for i, key := range p {
+		if v.IsArray() {
+			v.ForEach(func(_, elem gjson.Result) bool {
+				dst, _ = gjsonLookup(elem, p[i:], dst)
+				return true
+			})
+			return dst, true
+		}
+		if !v.IsObject() {
+			return dst, false
+		}
+		v = v.Get(key)
+	}
+	switch {
+	case v.IsArray():
+		v.ForEach(func(_, elem gjson.Result) bool {
+			dst = append(dst, elem)
+			return true
+		})
+		return dst, true
+	case v.Exists():
+		return append(dst, v), false
+	}
+	return dst, false
+}
+
+// FuzzCursor checks what the package reads with a cursor (comparing two
+// values, looking a path up, walking a container) against gjson.
+func FuzzCursor(f *testing.F) {
+	record, err := os.ReadFile("testdata/opportunity-1.5k.json")
+	require.NoError(f, err)
+	f.Add(record, bytes.Replace(record, []byte(`"amount": 128400.75`), []byte(`"amount": 119000`), 1), "value.amount")
+	f.Add([]byte(`{"a":1,"a":2}`), []byte(`{"a":1,"a":1}`), "a")
+	f.Add([]byte(`{"a":1,"a":1}`), []byte(`{"a":1 ,"a":2}`), "a")
+	f.Add([]byte(`{"a\u0041":[1,{"b":"x\"y"}],"c":{}}`), []byte(`{"c":{},"aA":[1.0,{"b":"x\u0022y"}]}`), "aA.b")
+	f.Add([]byte(`[{"a":[1,2]},{"a":3},{"b":4}]`), []byte(`[{"a":[1,2]},{"a":3e0},{"b":4}]`), "a")
+	f.Add([]byte(`{"a":{"b":{"c":[true,null,"\\"]}}}`), []byte(`{"a":{"b":{"c":[true,null,"\\\\"]}}}`), "a.b.c")
+	f.Add([]byte(`{"1":2,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9}`), []byte(`{"k9":9,"k8":8,"k7":7,"k6":6,"k5":5,"k4":4,"k3":3,"k2":2,"k1":1,"1":2}`), "k9")
+	f.Fuzz(func(t *testing.T, a, b []byte, p string) {
+		if !validJSON(a, nil) || !validJSON(b, nil) {
+			return
+		}
+		x, y := gjson.ParseBytes(a), gjson.ParseBytes(b)
+		if want := gjsonEqual(x, y); jsonEqual(x, y) != want {
+			t.Fatalf("jsonEqual(%s, %s) = %v, gjson says %v", a, b, !want, want)
+		}
+		keys, err := compilePath("path", p)
+		if err != nil {
+			return
+		}
+		got, gotMany := lookup(x, keys, nil)
+		want, wantMany := gjsonLookup(x, keys, nil)
+		require.Equal(t, wantMany, gotMany, "lookup(%s, %q)", a, p)
+		require.Equal(t, len(want), len(got), "lookup(%s, %q)", a, p)
+		for i := range want {
+			// All but Num, which the package reads from Raw.
+			w, g := want[i], got[i]
+			if g.Type != w.Type || g.Raw != w.Raw || g.Str != w.Str {
+				t.Fatalf("lookup(%s, %q)[%d] = %+v, gjson gives %+v", a, p, i, g, w)
+			}
+		}
+	})
 }
