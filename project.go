@@ -116,14 +116,14 @@ func (p *projection) apply(ctx context.Context, exp Expander, space, entity stri
 func (n *node) appendObject(dst []byte, obj gjson.Result) (out []byte, ok bool) {
 	start := len(dst)
 	dst = append(dst, '{')
-	obj.ForEach(func(k, v gjson.Result) bool {
-		if c := n.child(k.Str); c != nil {
+	members := newCursor(obj.Raw)
+	for k, v, more := members.next(); more; k, v, more = members.next() {
+		if c := n.child(unquote(k)); c != nil {
 			var kept bool
-			dst, kept = c.appendMember(dst, ok, k.Raw, v)
+			dst, kept = c.appendMember(dst, ok, k, valueOf(v))
 			ok = ok || kept
 		}
-		return true
-	})
+	}
 	if !ok {
 		return dst[:start], false
 	}
@@ -143,14 +143,14 @@ func (n *node) appendValue(dst []byte, v gjson.Result) (out []byte, ok bool) {
 	}
 	start := len(dst)
 	dst = append(dst, '[')
-	v.ForEach(func(_, elem gjson.Result) bool {
-		if elem.IsObject() {
+	elems := newCursor(v.Raw)
+	for _, elem, more := elems.next(); more; _, elem, more = elems.next() {
+		if elem[0] == '{' {
 			var kept bool
-			dst, kept = n.appendMember(dst, ok, "", elem)
+			dst, kept = n.appendMember(dst, ok, "", valueOf(elem))
 			ok = ok || kept
 		}
-		return true
-	})
+	}
 	if !ok {
 		return dst[:start], false
 	}

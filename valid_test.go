@@ -467,6 +467,20 @@ func FuzzCursor(f *testing.F) {
 		if want := gjsonEqual(x, y); jsonEqual(x, y) != want {
 			t.Fatalf("jsonEqual(%s, %s) = %v, gjson says %v", a, b, !want, want)
 		}
+		// The members or elements, as gjson's ForEach gives them.
+		c := newCursor(x.Raw)
+		if x.IsObject() || x.IsArray() {
+			x.ForEach(func(k, v gjson.Result) bool {
+				key, raw, ok := c.next()
+				if !ok || raw != v.Raw || (x.IsObject() && unquote(key) != k.Str) {
+					t.Fatalf("cursor of %s: %q %q %v, gjson gives %q %q", a, key, raw, ok, k.Str, v.Raw)
+				}
+				return true
+			})
+			if k, v, ok := c.next(); ok {
+				t.Fatalf("cursor of %s: %q %q more than gjson gives", a, k, v)
+			}
+		}
 		keys, err := compilePath("path", p)
 		if err != nil {
 			return
