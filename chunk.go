@@ -12,8 +12,11 @@ import (
 // events, cut into bodies of at most chunk_size items and maxBody bytes.
 // Body N is due N*chunk_delay after now. The items are built in buf, which
 // it returns, grown, for the next call: each body is then one allocation
-// of its exact size, however many items it took to build.
-func deliveries(ctx context.Context, exp Expander, reg *registration, events []*event, now time.Time, maxBody int, buf []byte) ([]*Delivery, []byte, error) {
+// of its exact size, however many items it took to build. spans holds the
+// member spans of one event's record, as parseEvent noted them: those of
+// the call's last event, which no later event overwrote, and most calls
+// carry one event.
+func deliveries(ctx context.Context, exp Expander, reg *registration, events []*event, spans recordSpans, now time.Time, maxBody int, buf []byte) ([]*Delivery, []byte, error) {
 	var (
 		ds   []*Delivery
 		body = buf[:0] // items, each after a ',' that becomes '[' for the first
@@ -34,7 +37,11 @@ func deliveries(ctx context.Context, exp Expander, reg *registration, events []*
 		}
 		mark := len(body)
 		var err error
-		body, err = appendItem(ctx, exp, reg, ev, append(body, ','))
+		var m *members
+		if ev == spans.ev {
+			m = spans.m
+		}
+		body, err = appendItem(ctx, exp, reg, ev, m, append(body, ','))
 		if err != nil {
 			return nil, body, fmt.Errorf("webhook: event %d (%s) for webhook %s: %w", ev.index, ev.ID, reg.hook.ID, err)
 		}
@@ -58,9 +65,16 @@ func deliveries(ctx context.Context, exp Expander, reg *registration, events []*
 // that every event_time has the same width.
 const eventTimeLayout = "2006-01-02T15:04:05.000000Z"
 
+// recordSpans are the member spans m of the record of the event ev.
+type recordSpans struct {
+	ev *event
+	m  *members
+}
+
 // appendItem appends the item a receiver gets for ev: the record expanded
-// and cut down by reg's options.
-func appendItem(ctx context.Context, exp Expander, reg *registration, ev *event, dst []byte) ([]byte, error) {
+// and cut down by reg's options. m, when not nil, holds the member spans of
+// ev's record.
+func appendItem(ctx context.Context, exp Expander, reg *registration, ev *event, m *members, dst []byte) ([]byte, error) {
 	dst = append(dst, `{"webhook":`...)
 	dst = append(dst, reg.payloadJSON()...)
 	dst = append(dst, `,"event":`...)
@@ -72,7 +86,7 @@ func appendItem(ctx context.Context, exp Expander, reg *registration, ev *event,
 	dst = append(dst, `,"entity":`...)
 	var err error
 	if rules := reg.entities[ev.optionsKey]; rules != nil {
-		dst, err = rules.proj.apply(ctx, exp, ev.Space, ev.optionsKey, ev.data, dst)
+		dst, err = rules.proj.apply(ctx, exp, ev.Space, ev.optionsKey, ev.data, m, dst)
 	} else {
 		dst = append(dst, ev.data.Raw...)
 	}
@@ -81,7 +95,7 @@ func appendItem(ctx context.Context, exp Expander, reg *registration, ev *event,
 	}
 	dst = append(dst, `,"related_entity":`...)
 	if ev.related.Exists() {
-		dst, err = reg.related.apply(ctx, exp, ev.Space, ev.RelatedEntity, ev.related, dst)
+		dst, err = reg.related.apply(ctx, exp, ev.Space, ev.RelatedEntity, ev.related, nil, dst)
 		if err != nil {
 			return dst, err
 		}

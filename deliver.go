@@ -364,7 +364,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, events ...Event) error {
 	}
 	defer d.bufs.Put(buf)
 	for _, g := range groups {
-		ds, b, err := deliveries(ctx, d.expander, g.reg, g.events, now, d.maxBody, *buf)
+		ds, b, err := deliveries(ctx, d.expander, g.reg, g.events, recordSpans{&parsed[len(parsed)-1], &data.m}, now, d.maxBody, *buf)
 		*buf = b
 		if err != nil {
 			return err

@@ -136,13 +136,13 @@ func (r *Registry) parseEvent(ev *event, i int, e Event, data, prev *members) er
 		ev.optionsKey = e.CustomEntity
 	}
 	var err error
-	if ev.data, err = ev.parse("data", e.Data, false, data, nil, nil); err != nil {
+	if ev.data, err = ev.parse("data", e.Data, false, data, "", nil); err != nil {
 		return err
 	}
-	if ev.previous, err = ev.parse("previous", e.Previous, true, prev, e.Data, data); err != nil {
+	if ev.previous, err = ev.parse("previous", e.Previous, true, prev, ev.data.Raw, data); err != nil {
 		return err
 	}
-	if ev.related, err = ev.parse("related", e.Related, true, nil, nil, nil); err != nil {
+	if ev.related, err = ev.parse("related", e.Related, true, nil, "", nil); err != nil {
 		return err
 	}
 	// Parsed above; the caller's buffers are not kept.
@@ -155,13 +155,16 @@ func (r *Registry) parseEvent(ev *event, i int, e Event, data, prev *members) er
 // a record already parsed, whose members are in lm, that b may repeat
 // much of: the record before an update repeats the record after it, and
 // what it repeats is not scanned again.
-func (ev *event) parse(field string, b json.RawMessage, optional bool, m *members, like []byte, lm *members) (gjson.Result, error) {
+func (ev *event) parse(field string, b json.RawMessage, optional bool, m *members, like string, lm *members) (gjson.Result, error) {
 	if m != nil {
 		m.noted = false
 	}
 	if optional && (len(b) == 0 || isNull(b)) {
 		return gjson.Result{}, nil
 	}
+	// From the first byte that is not space, where gjson's Raw starts, so
+	// that the members' offsets are Raw's.
+	b = b[validSpace(b, 0):]
 	// Our validator agrees with encoding/json's (FuzzValidJSON checks it)
 	// at a tenth of its cost; validating was half of Match's.
 	if !validJSONLike(b, m, like, lm) {

@@ -369,3 +369,45 @@ func TestMatchAllocatesOnlyItsResult(t *testing.T) {
 		}
 	}))
 }
+
+// TestRecordsWithSpaceAround checks that white space before and after a
+// record, which JSON allows, changes neither what fires nor what is sent:
+// fields are read through offsets the validator notes, which must be the
+// offsets of the record as gjson holds it.
+func TestRecordsWithSpaceAround(t *testing.T) {
+	r := newTestRegistry()
+	opts := Options{Entity: map[string]EntityOptions{"Opportunity": {
+		Filter:        map[string]json.RawMessage{"status": json.RawMessage(`"open"`), "value.currency": json.RawMessage(`"EUR"`)},
+		OnFieldChange: []string{"value.amount"},
+		LoadOnly:      []string{"id", "status", "value.amount"},
+	}}}
+	mustCreate(t, r, Webhook{URL: "https://example.com/opps", Events: []string{"Opportunity.Update"}, Options: opts})
+	m := NewMatcher(r)
+	data := `{"id":"o1","name":"Deal","status":"open","value":{"amount":200,"currency":"EUR"}}`
+	prev := `{"id":"o1","name":"Deal","status":"open","value":{"amount":100,"currency":"EUR"}}`
+	rec := &Recorder{}
+	d := newTestDispatcher(t, r, Config{Transport: rec})
+	for _, space := range []string{"", " ", "\n\t  \r\n", strings.Repeat(" ", 100)} {
+		for _, e := range []Event{
+			{Name: "Opportunity.Update", Data: json.RawMessage(space + data + space), Previous: json.RawMessage(prev + space)},
+			{Name: "Opportunity.Update", Data: json.RawMessage(data), Previous: json.RawMessage(space + prev)},
+			{Name: "Opportunity.Update", Data: json.RawMessage(space + data), Previous: json.RawMessage(space + data)}, // unchanged
+		} {
+			e.Time = time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+			e.ID = "e1"
+			want := []string{"https://example.com/opps"}
+			if strings.TrimSpace(string(e.Data)) == strings.TrimSpace(string(e.Previous)) {
+				want = []string{}
+			}
+			require.Equal(t, want, matchURLs(t, m, e), "Data %q, Previous %q", e.Data, e.Previous)
+			dispatch(t, d, e)
+		}
+	}
+	reqs := rec.Requests()
+	require.Len(t, reqs, 8)
+	for _, req := range reqs {
+		items := decodeItems(t, req.Body)
+		require.Len(t, items, 1)
+		require.JSONEq(t, `{"id":"o1","status":"open","value":{"amount":200}}`, string(items[0].Entity))
+	}
+}

@@ -89,8 +89,9 @@ func (n *node) child(key string) *node {
 }
 
 // apply returns the record as the registration sends it: expanded by the
-// host, then cut down by load-only.
-func (p *projection) apply(ctx context.Context, exp Expander, space, entity string, rec gjson.Result, dst []byte) ([]byte, error) {
+// host, then cut down by load-only. m, when not nil, holds the member spans
+// validJSON noted for rec.
+func (p *projection) apply(ctx context.Context, exp Expander, space, entity string, rec gjson.Result, m *members, dst []byte) ([]byte, error) {
 	if len(p.expand) > 0 && exp != nil {
 		// Paths is a copy: the registration's own must not change under it.
 		out, err := exp.Expand(ctx, ExpandRequest{Space: space, Entity: entity,
@@ -98,6 +99,7 @@ func (p *projection) apply(ctx context.Context, exp Expander, space, entity stri
 		if err != nil {
 			return dst, fmt.Errorf("expand %s %v: %w", entity, p.expand, err)
 		}
+		m = nil // of the record before
 		if rec = gjson.ParseBytes(out); !validJSON(out, nil) || !rec.IsObject() {
 			return dst, fmt.Errorf("expand %s %v: the Expander returned %s, not a JSON object", entity, p.expand, shorten(out))
 		}
@@ -105,7 +107,7 @@ func (p *projection) apply(ctx context.Context, exp Expander, space, entity stri
 	if p.only == nil {
 		return append(dst, rec.Raw...), nil
 	}
-	if out, ok := p.only.appendObject(dst, rec); ok {
+	if out, ok := p.only.appendMembers(dst, membersCursor(rec.Raw, m)); ok {
 		return out, nil
 	}
 	return append(dst, "{}"...), nil
@@ -114,9 +116,14 @@ func (p *projection) apply(ctx context.Context, exp Expander, space, entity stri
 // appendObject appends the fields of obj that n keeps; ok is false, and
 // nothing is appended, when none is left.
 func (n *node) appendObject(dst []byte, obj gjson.Result) (out []byte, ok bool) {
+	return n.appendMembers(dst, newCursor(obj.Raw))
+}
+
+// appendMembers is appendObject of the object whose members are read from
+// members.
+func (n *node) appendMembers(dst []byte, members cursor) (out []byte, ok bool) {
 	start := len(dst)
 	dst = append(dst, '{')
-	members := newCursor(obj.Raw)
 	for k, v, more := members.next(); more; k, v, more = members.next() {
 		if c := n.child(unquote(k)); c != nil {
 			var kept bool

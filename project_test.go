@@ -826,8 +826,14 @@ func FuzzProject(f *testing.F) {
 		if err != nil {
 			t.Skip(err)
 		}
-		out, err := p.apply(ctx, nil, "", "X", in, nil)
+		out, err := p.apply(ctx, nil, "", "X", in, nil, nil)
 		require.NoError(t, err)
+		// Read through the member spans validJSON notes, as Dispatch does.
+		var m members
+		require.True(t, validJSON([]byte(record), &m))
+		bySpans, err := p.apply(ctx, nil, "", "X", in, &m, nil)
+		require.NoError(t, err)
+		require.Equal(t, string(out), string(bySpans), "read through the member spans")
 		require.True(t, json.Valid(out), "not JSON: %q", out)
 		res := gjson.ParseBytes(out)
 		require.True(t, res.IsObject(), "not an object: %q", out)
@@ -843,7 +849,7 @@ func FuzzProject(f *testing.F) {
 			require.True(t, loadOnly == nil || named[k], "field %q is named by no path; out %q", k, out)
 		}
 
-		again, err := p.apply(ctx, nil, "", "X", res, nil)
+		again, err := p.apply(ctx, nil, "", "X", res, nil, nil)
 		require.NoError(t, err)
 		require.Equal(t, string(out), string(again), "not idempotent")
 
@@ -893,13 +899,13 @@ func BenchmarkProject(b *testing.B) {
 	p, err := compileProjection("options.entity.Contact", EntityOptions{LoadOnly: projBenchLoadOnly})
 	require.NoError(b, err)
 	ctx := context.Background()
-	dst, err := p.apply(ctx, nil, "", "Contact", rec, nil)
+	dst, err := p.apply(ctx, nil, "", "Contact", rec, nil, nil)
 	require.NoError(b, err)
 	require.JSONEq(b, string(projDecodeCut(b, projContact(b), p.only)), string(dst), "the baseline cuts differently")
 	b.SetBytes(int64(len(rec.Raw)))
 	b.ReportAllocs()
 	for b.Loop() {
-		dst, err = p.apply(ctx, nil, "", "Contact", rec, dst[:0])
+		dst, err = p.apply(ctx, nil, "", "Contact", rec, nil, dst[:0])
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -46,14 +46,14 @@ var jsonClass = func() (t [256]uint8) {
 // surrogates, and refuses nesting deeper than validMaxDepth. When m is not
 // nil and b is an object, it notes in m where b's members are, so that
 // reading one costs no second scan.
-func validJSON(b []byte, m *members) bool { return validJSONLike(b, m, nil, nil) }
+func validJSON(b []byte, m *members) bool { return validJSONLike(b, m, "", nil) }
 
 // validJSONLike is validJSON for a b that may repeat much of like, a valid
 // object whose members validJSON noted in lm: the record before an update
 // and the record after it. A member of b, key and value, whose text is
 // that of like's member in the same place is valid as it stands there, and
 // is noted without being scanned again; m must not be nil for it.
-func validJSONLike(b []byte, m *members, like []byte, lm *members) bool {
+func validJSONLike(b []byte, m *members, like string, lm *members) bool {
 	// A bit for each level of nesting, set for an object, and the innermost
 	// level's kept at hand.
 	var objects [validMaxDepth/64 + 1]uint64
@@ -186,7 +186,7 @@ key:
 			// With the byte after the value, which like, an object, has:
 			// b's number would otherwise go on where like's ends.
 			end := int(lm.span[last].end) + 1
-			return end+shift <= len(b) && string(b[i:end+shift]) == string(like[at:end])
+			return end+shift <= len(b) && string(b[i:end+shift]) == like[at:end]
 		}
 		if repeats(k) {
 			lo, hi := k, lm.n-1
@@ -241,7 +241,7 @@ pop:
 
 // validSpace returns the index of the first byte of b from i on that is not
 // white space.
-func validSpace[T string | []byte](b T, i int) int {
+func validSpace[T ~string | ~[]byte](b T, i int) int {
 	for i < len(b) && jsonClass[b[i]]&jsonSpace != 0 {
 		i++
 	}
@@ -453,14 +453,32 @@ func plainKey(k string) bool {
 // number they pass into a float that the package never reads.
 type cursor struct {
 	s string
-	i int
+	i int      // where the next member is, or its index in m.span
+	m *members // the members of s, when validJSON noted them all
 }
 
 func newCursor(raw string) cursor { return cursor{s: raw, i: 1} }
 
+// membersCursor is a cursor over rec, a valid JSON object, that reads its
+// members from the spans validJSON noted in m, if m has them all.
+func membersCursor(rec string, m *members) cursor {
+	if m == nil || !m.noted || m.some {
+		return newCursor(rec)
+	}
+	return cursor{s: rec, m: m}
+}
+
 // next returns the next member's key, as written (quoted; "" for an
 // element of an array), and its value.
 func (c *cursor) next() (key, val string, ok bool) {
+	if c.m != nil {
+		if c.i == c.m.n {
+			return "", "", false
+		}
+		sp := &c.m.span[c.i]
+		c.i++
+		return c.s[sp.key-1 : sp.keyEnd+1], c.s[sp.val:sp.end], true
+	}
 	s := c.s
 	i := validSpace(s, c.i)
 	if i < len(s) && s[i] == ',' {

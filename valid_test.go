@@ -272,7 +272,7 @@ func checkLike(t *testing.T, b, like []byte) {
 		return
 	}
 	ok := validJSON(b, &want)
-	require.Equal(t, ok, validJSONLike(b, &got, like, &lm), "validJSONLike(%.200q, like %.200q)", b, like)
+	require.Equal(t, ok, validJSONLike(b, &got, string(like), &lm), "validJSONLike(%.200q, like %.200q)", b, like)
 	if ok {
 		require.Equal(t, want, got, "members of %.200q, like %.200q", b, like)
 	}
