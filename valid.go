@@ -448,9 +448,9 @@ func plainKey(k string) bool {
 }
 
 // cursor reads the members of a valid JSON object, or the elements of a
-// valid array, one at a time and in place. Filters and on-field-change
-// read with it rather than with gjson's Get and ForEach, which parse every
-// number they pass into a float that the package never reads.
+// valid array, one at a time and in place. Filters, on-field-change and
+// load-only read with it rather than with gjson's Get and ForEach, which
+// parse every number they pass into a float that the package never reads.
 type cursor struct {
 	s string
 	i int      // where the next member is, or its index in m.span
