@@ -645,7 +645,7 @@ func (d *Dispatcher) attempt(dl *Delivery) {
 		d.settle(bg, dl, d.queue.DeadLetter(bg, dl))
 		return
 	}
-	out := d.send(hook, dl)
+	out := d.send(reg, dl)
 	a.StatusCode, a.Err, a.Duration = out.status, out.err, out.duration
 	a.Response = out.response[:min(len(out.response), responseExcerpt)]
 	now := d.clock.Now()
@@ -754,7 +754,8 @@ const (
 )
 
 // send makes one attempt: headers, signature and the Transport's request.
-func (d *Dispatcher) send(hook *Webhook, dl *Delivery) (out outcome) {
+func (d *Dispatcher) send(reg *registration, dl *Delivery) (out outcome) {
+	hook := &reg.hook
 	start := d.clock.Now()
 	defer func() {
 		// The Transport is the host's code: a panic there is one failed
@@ -774,12 +775,14 @@ func (d *Dispatcher) send(hook *Webhook, dl *Delivery) (out outcome) {
 	h[canonicalID] = vals[0:1:1]
 	h[canonicalTimestamp] = vals[1:2:2]
 	if hook.Signature != "" {
+		m := reg.shared.macs.get(hook.Signature)
 		switch d.format {
 		case PipelinerSignature:
-			vals[2] = Sign(hook.Signature, dl.Body)
+			vals[2] = signPipeliner(m, dl.Body)
 		case StandardSignature:
-			vals[2] = SignStandard(hook.Signature, dl.ID, start, dl.Body)
+			vals[2] = signStandard(m, dl.ID, start, dl.Body)
 		}
+		reg.shared.macs.put(m)
 		h[canonicalSignature] = vals[2:3:3]
 	}
 	ctx := d.ctx

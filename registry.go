@@ -422,6 +422,7 @@ type shared struct {
 	public      *Webhook
 	payloadOnce sync.Once // after the strings, where it costs no padding
 	publicOnce  sync.Once
+	macs        macs // keyed with hook.Signature
 }
 
 // payloadJSON returns the "webhook" object of the registration's request

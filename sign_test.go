@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -319,4 +320,35 @@ func BenchmarkVerifyStandard(b *testing.B) {
 // SHA-256 of the same body.
 func BenchmarkSignBaselineSHA256(b *testing.B) {
 	benchBodies(b, func(body []byte) { sha256.Sum256(body) })
+}
+
+// TestReusedKeyedHashesSignAlike checks that the hashes a registration
+// keeps for reuse sign as a fresh one does, in both formats, however they
+// are shared between goroutines and whatever they signed before.
+func TestReusedKeyedHashesSignAlike(t *testing.T) {
+	const key = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+	bodies := [][]byte{nil, []byte(`[{}]`), bytes.Repeat([]byte("x"), 63), bytes.Repeat([]byte("y"), 64), bytes.Repeat([]byte("z"), 100_000)}
+	at := time.Unix(1_790_000_000, 0)
+	var m macs
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 100 {
+				body := bodies[(g+i)%len(bodies)]
+				h := m.get(key)
+				got := signPipeliner(h, body)
+				m.put(h)
+				if want := Sign(key, body); got != want {
+					t.Errorf("reused hash: %s, a fresh one: %s", got, want)
+				}
+				h = m.get(key)
+				got = signStandard(h, "msg_1", at, body)
+				m.put(h)
+				if want := SignStandard(key, "msg_1", at, body); got != want {
+					t.Errorf("reused hash: %s, a fresh one: %s", got, want)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
