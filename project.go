@@ -113,14 +113,9 @@ func (p *projection) apply(ctx context.Context, exp Expander, space, entity stri
 	return append(dst, "{}"...), nil
 }
 
-// appendObject appends the fields of obj that n keeps; ok is false, and
-// nothing is appended, when none is left.
-func (n *node) appendObject(dst []byte, obj gjson.Result) (out []byte, ok bool) {
-	return n.appendMembers(dst, newCursor(obj.Raw))
-}
-
-// appendMembers is appendObject of the object whose members are read from
-// members.
+// appendMembers appends the fields that n keeps of the object whose
+// members are read from members; ok is false, and nothing is appended,
+// when none is left.
 func (n *node) appendMembers(dst []byte, members cursor) (out []byte, ok bool) {
 	start := len(dst)
 	dst = append(dst, '{')
@@ -144,7 +139,7 @@ func (n *node) appendValue(dst []byte, v gjson.Result) (out []byte, ok bool) {
 	case n.whole:
 		return append(dst, v.Raw...), true
 	case v.IsObject():
-		return n.appendObject(dst, v)
+		return n.appendMembers(dst, newCursor(v.Raw))
 	case !v.IsArray():
 		return dst, false
 	}
