@@ -9,13 +9,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"iter"
-	"net/url"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 )
 
 // catalogue is Pipeliner's event catalogue, one name a line, copied from
@@ -281,117 +278,6 @@ func bySeq(a, b *registration) int {
 	return 0
 }
 
-const maxChunkSize = 100
-
-// compile validates w and builds its compiled form, which keeps nothing of
-// the caller's but strings.
-func (r *Registry) compile(w Webhook) (*registration, error) {
-	if err := checkURL(w.URL); err != nil {
-		return nil, err
-	}
-	if err := r.Addresses.CheckURL(w.URL); err != nil {
-		fe := invalid("url", "%s", strings.TrimPrefix(err.Error(), "webhook: "))
-		fe.cause = err
-		return nil, fe
-	}
-	if w.Signature != "" && !isUUID(w.Signature) {
-		return nil, invalid("signature", "%q is not a UUID", w.Signature)
-	}
-	if err := r.checkEvents(w.Events); err != nil {
-		return nil, err
-	}
-	// The options are compiled twice: as the caller wrote them, so that
-	// errors name what the caller wrote and strings that JSON would change
-	// (not UTF-8) are refused, and from the JSON the registration keeps,
-	// so that the compiled rules point into it and nowhere else.
-	if err := new(registration).compileOptions(w.Options); err != nil {
-		return nil, err
-	}
-	opts, err := encodeOptions(w.Options)
-	if err != nil {
-		return nil, invalid("options", "%v", err)
-	}
-	reg := &registration{hook: w, shared: &shared{options: opts}}
-	reg.hook.Options = Options{}
-	reg.hook.Events = slices.Clone(w.Events)
-	if w.Disabled != nil {
-		dis := *w.Disabled
-		reg.hook.Disabled = &dis
-	}
-	if err := reg.compileOptions(viewOptions(opts)); err != nil {
-		return nil, err
-	}
-	return reg, nil
-}
-
-// compileOptions validates o and compiles it into reg; it is the only
-// place where options are parsed. Since the rules point into o, o must
-// not change while reg is in use.
-func (reg *registration) compileOptions(o Options) error {
-	reg.chunkSize, reg.chunkDelay = o.ChunkSize, time.Duration(o.ChunkDelay)*time.Second
-	switch {
-	case o.ChunkSize < 0 || o.ChunkSize > maxChunkSize:
-		return invalid("options.chunk_size", "%d is not between 1 and %d (0 means %[2]d)", o.ChunkSize, maxChunkSize)
-	case o.ChunkSize == 0:
-		reg.chunkSize = maxChunkSize
-	}
-	if o.ChunkDelay < 0 {
-		return invalid("options.chunk_delay", "%d is negative", o.ChunkDelay)
-	}
-	var err error
-	if reg.skipKeys, err = nonEmpty("options.skip_keys", o.SkipKeys); err != nil {
-		return err
-	}
-	if reg.custom, err = nonEmpty("options.custom_entity_api_name", o.CustomEntityAPIName); err != nil {
-		return err
-	}
-	if len(o.Entity) > 0 {
-		reg.rules = make([]entityRules, len(o.Entity))
-	}
-	names := sortedKeys(o.Entity)
-	for i, name := range names {
-		if !utf8.ValidString(name) {
-			return notUTF8("options.entity", name)
-		}
-		// Entities with the same options share their compiled rules, which
-		// never change: a registration often filters all its entities alike.
-		same := func(other string) bool { return reflect.DeepEqual(o.Entity[other], o.Entity[name]) }
-		if j := slices.IndexFunc(names[:i], same); j >= 0 {
-			reg.rules[i] = reg.rules[j]
-		} else {
-			rules, err := compileEntity("options.entity."+name, o.Entity[name])
-			if err != nil {
-				return err
-			}
-			reg.rules[i] = *rules
-		}
-		reg.rules[i].entity = name
-	}
-	for i := range reg.rules {
-		if rules := &reg.rules[i]; len(rules.proj.expand) > 0 || rules.proj.only != nil {
-			if reg.entities == nil {
-				reg.entities = map[string]*entityRules{}
-			}
-			reg.entities[rules.entity] = rules
-		}
-	}
-	if re := o.RelatedEntity; re != nil {
-		const f = "options.related_entity"
-		switch {
-		case len(re.Filter) > 0:
-			return invalid(f+".filter", "not supported: filters apply to the event's own entity")
-		case len(re.FilterOp) > 0:
-			return invalid(f+".filter-op", "not supported: filters apply to the event's own entity")
-		case len(re.OnFieldChange) > 0:
-			return invalid(f+".on-field-change", "not supported: it applies to the event's own entity")
-		}
-		if reg.related, err = compileProjection(f, *re); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // webhook returns a new copy of the stored Webhook, for a caller.
 func (reg *registration) webhook() Webhook {
 	w := reg.hook
@@ -453,21 +339,6 @@ func (reg *registration) public() *Webhook {
 	return sh.public
 }
 
-// checkEvents refuses an empty list and names not in the catalogue.
-func (r *Registry) checkEvents(events []string) error {
-	if len(events) == 0 {
-		return invalid("events", "empty; give at least one event name")
-	}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for i, name := range events {
-		if !r.events[name] {
-			return invalid(fmt.Sprintf("events[%d]", i), "%q is not in the event catalogue", name)
-		}
-	}
-	return nil
-}
-
 // indexKeys yields the keys that file a registration with these events in
 // the index: "*" stands for everything and "Entity.*" for the rest of its
 // entity, so that no event reaches the registration through two keys.
@@ -489,35 +360,6 @@ func indexKeys(events []string) iter.Seq[string] {
 			}
 		}
 	}
-}
-
-func checkURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return invalid("url", "%q is not a URL: %v", s, err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return invalid("url", "%q is not an absolute http or https URL", s)
-	}
-	return nil
-}
-
-func nonEmpty(field string, list []string) ([]string, error) {
-	for i, s := range list {
-		switch {
-		case s == "":
-			return nil, invalid(fmt.Sprintf("%s[%d]", field, i), "empty")
-		case !utf8.ValidString(s):
-			return nil, notUTF8(fmt.Sprintf("%s[%d]", field, i), s)
-		}
-	}
-	return list, nil
-}
-
-// notUTF8 refuses a string of the options that is not UTF-8: a Registry
-// keeps options as JSON, which cannot hold it.
-func notUTF8(field, s string) error {
-	return invalid(field, "%q is not UTF-8", s)
 }
 
 // isUUID reports whether s is a UUID in its textual 8-4-4-4-12 form, in
