@@ -60,6 +60,13 @@ var (
 	// ErrTooLarge reports a record whose item alone exceeds the largest
 	// request body a Dispatcher sends.
 	ErrTooLarge = errors.New("webhook: too large")
+	// ErrConflict reports a change to a registration that raced another
+	// change of it, made through another replica; a Registry retries it.
+	ErrConflict = errors.New("webhook: conflicting change")
+	// ErrQueueFull reports a Dispatch refused because the Queue holds as
+	// many pending deliveries as its bounds allow, in all or for one
+	// registration: the call is refused whole, and may be retried later.
+	ErrQueueFull = errors.New("webhook: queue full")
 )
 
 // Header names of a webhook request and of the API request behind a change.
