@@ -32,18 +32,23 @@ import (
 type MemoryQueue struct {
 	limits QueueLimits // zero fields mean the defaults
 
-	mu      sync.Mutex
-	seq     uint64 // the last enqueue order given out
-	held    int    // pending deliveries, leased ones included
+	mu      sync.Mutex          // guards the fields below
+	seq     uint64              // the last enqueue order given out
+	held    int                 // pending deliveries, leased ones included
 	entries map[string]*queued  // every delivery held, by ID
 	targets map[string]*targetQ // targets that hold a delivery, a pause or failures
 	spaces  map[string]*spaceQ  // spaces that have a pending delivery, leased or not
 	// The spaces with a target ready to claim from: due holds those whose
-	// earliest delivery was due at the last Claim, fewest leased first,
-	// and later the others, earliest first.
+	// earliest delivery a Claim found due, fewest leased first (a Claim
+	// that finds one not due after all moves it back), and later the
+	// others, earliest first.
 	due, later minHeap[*spaceQ]
-	paused     minHeap[*targetQ] // targets paused, with a pending delivery, earliest end first
+	paused     minHeap[*targetQ] // targets paused, earliest end first
 	leases     minHeap[*queued]  // leased deliveries, earliest lease end first
+	// waiting holds the targets with a pending delivery not leased, paused
+	// or not, by the later of their earliest Due and their pause's end:
+	// NextDue's answer, without disturbing the spaces' order.
+	waiting minHeap[waitingTarget]
 
 	aside []*targetQ // scratch space of Claim: targets at their limit
 }
@@ -94,11 +99,15 @@ type targetQ struct {
 	held    int // pending and leased
 	dead    []*queued
 	health  Health
-	until   time.Time // paused until then
+	// until is the end of the target's latest pause, kept until Purge:
+	// NextDue reports the later of it and a Due even once it has passed,
+	// as a Queue in a database that keeps it in a column does.
+	until time.Time
 	// pausing says the target is in MemoryQueue.paused rather than in
 	// space.ready: which of the two orders before uses.
 	pausing bool
 	index   int // in space.ready or MemoryQueue.paused; -1 in neither
+	wait    int // in MemoryQueue.waiting; -1 when it has no pending delivery
 }
 
 func (t *targetQ) before(o *targetQ) bool {
@@ -110,14 +119,32 @@ func (t *targetQ) before(o *targetQ) bool {
 
 func (t *targetQ) setIndex(i int) { t.index = i }
 
+// wake is when t's earliest pending delivery may be claimed: the later of
+// its Due and the end of t's pause. t must have a pending delivery.
+func (t *targetQ) wake() time.Time {
+	if at := t.pending[0].at; at.After(t.until) {
+		return at
+	}
+	return t.until
+}
+
+// waitingTarget is a target in MemoryQueue.waiting, which orders targets
+// by wake and keeps their place in wait: a target is in a space's ready
+// targets or the paused ones, and also there.
+type waitingTarget struct{ *targetQ }
+
+func (w waitingTarget) before(o waitingTarget) bool { return w.wake().Before(o.wake()) }
+
+func (w waitingTarget) setIndex(i int) { w.wait = i }
+
 // spaceQ is what a MemoryQueue keeps for one space.
 type spaceQ struct {
 	name    string
 	leased  int
 	targets int               // in MemoryQueue.targets; the space goes with the last
 	ready   minHeap[*targetQ] // targets with a pending delivery not paused, by their earliest
-	inDue  bool              // in MemoryQueue.due rather than later: which order before uses
-	index  int               // in due or later; -1 in neither
+	inDue   bool              // in MemoryQueue.due rather than later: which order before uses
+	index   int               // in due or later; -1 in neither
 }
 
 func (s *spaceQ) before(o *spaceQ) bool {
@@ -268,9 +295,15 @@ func (q *MemoryQueue) Settle(ctx context.Context, now time.Time, outcomes ...Out
 				q.remove(e)
 			}
 		case Retried, Released:
-			e = q.take(e, d)
-			e.d.Attempts, e.d.Due = d.Attempts, d.Due.Round(0)
-			e.d.LastStatus, e.d.LastError = d.LastStatus, d.LastError
+			if e == nil {
+				e = q.take(e, d) // a copy of d, as given
+			} else {
+				q.unlink(e)
+				e.d.Due = d.Due.Round(0)
+				if o.Kind == Retried { // Released changes nothing else
+					e.d.Attempts, e.d.LastStatus, e.d.LastError = d.Attempts, d.LastStatus, d.LastError
+				}
+			}
 			q.addPending(e)
 		case Died:
 			e = q.take(e, d)
@@ -311,10 +344,11 @@ func (q *MemoryQueue) account(o Outcome, now time.Time) Health {
 		}
 		t.health.Failures++
 		if until := o.PauseUntil.Round(0); until.After(t.until) {
+			// Paused even if until has passed by now: a Claim at an
+			// earlier now must not find it; the next Claim at or after
+			// until ends the pause.
 			t.until = until
-			if until.After(now) {
-				q.pause(t)
-			}
+			q.pause(t)
 		}
 	}
 	h := t.health
@@ -397,7 +431,10 @@ func (q *MemoryQueue) Purge(ctx context.Context, target string) error {
 	for _, e := range t.dead {
 		delete(q.entries, e.d.ID)
 	}
-	t.dead, t.health, t.until = nil, Health{}, time.Time{}
+	t.dead, t.health = nil, Health{}
+	// A scan of the leases, at most as many as the claimers' workers: a
+	// registration is deleted far less often than a delivery is claimed,
+	// so the leases are not also listed by target.
 	var leased []*queued
 	for _, e := range q.leases {
 		if e.target == t {
@@ -410,6 +447,9 @@ func (q *MemoryQueue) Purge(ctx context.Context, target string) error {
 	for len(t.pending) > 0 {
 		q.remove(t.pending[0])
 	}
+	// Out of every heap now, whose order the end of its pause may have
+	// been part of.
+	t.until = time.Time{}
 	q.forget(t)
 	return nil
 }
@@ -422,22 +462,8 @@ func (q *MemoryQueue) NextDue(ctx context.Context) (t time.Time, ok bool, err er
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	// The due spaces are ordered by what they lease: back among the
-	// later ones, which are ordered by time.
-	for len(q.due) > 0 {
-		s := q.due.remove(len(q.due) - 1)
-		s.inDue = false
-		q.later.push(s)
-	}
-	if len(q.later) > 0 {
-		t, ok = q.later[0].ready[0].pending[0].at, true
-	}
-	if len(q.paused) > 0 && q.held > 0 {
-		// The earliest end of a pause, when Claim may find its target's
-		// deliveries due, or, if it holds none, forget the pause.
-		if at := q.paused[0].until; !ok || at.Before(t) {
-			t, ok = at, true
-		}
+	if len(q.waiting) > 0 {
+		t, ok = q.waiting[0].wake(), true
 	}
 	if len(q.leases) > 0 && (!ok || q.leases[0].at.Before(t)) {
 		t, ok = q.leases[0].at, true
@@ -489,7 +515,7 @@ func (q *MemoryQueue) target(d *Delivery) *targetQ {
 			s = &spaceQ{name: d.Space, index: -1}
 			q.spaces[d.Space] = s
 		}
-		t = &targetQ{id: d.Target, space: s, index: -1}
+		t = &targetQ{id: d.Target, space: s, index: -1, wait: -1}
 		q.targets[d.Target] = t
 		s.targets++
 	}
@@ -497,10 +523,10 @@ func (q *MemoryQueue) target(d *Delivery) *targetQ {
 }
 
 // forget drops what q keeps of t, and of its space, once it is nothing:
-// no delivery, no failure and no pause to remember. It requires q.mu
-// held.
+// no delivery, no failure and no pause, ended or not, to remember. It
+// requires q.mu held.
 func (q *MemoryQueue) forget(t *targetQ) {
-	if t.held > 0 || len(t.dead) > 0 || t.health.Failures > 0 || t.pausing {
+	if t.held > 0 || len(t.dead) > 0 || t.health.Failures > 0 || t.pausing || !t.until.IsZero() {
 		return
 	}
 	if q.targets[t.id] != t {
@@ -597,6 +623,7 @@ func (q *MemoryQueue) unlink(e *queued) {
 // out of them when it has none or is paused. It then places the space. It
 // requires q.mu held.
 func (q *MemoryQueue) ready(t *targetQ) {
+	q.await(t)
 	s := t.space
 	switch {
 	case t.pausing:
@@ -613,9 +640,25 @@ func (q *MemoryQueue) ready(t *targetQ) {
 	q.place(s)
 }
 
+// await puts t in q.waiting at the place of its wake, or out of it when it
+// has no pending delivery. It requires q.mu held.
+func (q *MemoryQueue) await(t *targetQ) {
+	switch {
+	case len(t.pending) == 0:
+		if t.wait >= 0 {
+			q.waiting.remove(t.wait)
+		}
+	case t.wait < 0:
+		q.waiting.push(waitingTarget{t})
+	default:
+		q.waiting.fix(t.wait)
+	}
+}
+
 // pause moves t, paused until t.until, out of its space's ready targets.
 // It requires q.mu held.
 func (q *MemoryQueue) pause(t *targetQ) {
+	q.await(t) // t.until changed
 	if t.pausing {
 		q.paused.fix(t.index)
 		return
