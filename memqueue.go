@@ -68,25 +68,33 @@ const (
 	stateDead
 )
 
-// queued is one delivery a MemoryQueue holds.
-type queued struct {
-	d     Delivery
-	seq   uint64 // enqueue order, which breaks ties of at
-	state queuedState
+// slot is where a delivery stands in the order of the heaps: at, then
+// enqueue order.
+type slot struct {
 	// at is when the delivery matters next: d.Due while it is pending, the
 	// end of its lease while it is leased. One field serves both heaps, so
 	// that one before method orders both.
-	at     time.Time
-	index  int      // position in target.pending while pending, in MemoryQueue.leases while leased
-	target *targetQ // nil while dead
+	at  time.Time
+	seq uint64 // enqueue order, which breaks ties of at
 }
 
-func (e *queued) before(o *queued) bool {
+func (e slot) before(o slot) bool {
 	if c := e.at.Compare(o.at); c != 0 {
 		return c < 0
 	}
 	return e.seq < o.seq
 }
+
+// queued is one delivery a MemoryQueue holds.
+type queued struct {
+	d Delivery
+	slot
+	state  queuedState
+	index  int      // position in target.pending while pending, in MemoryQueue.leases while leased
+	target *targetQ // nil while dead
+}
+
+func (e *queued) before(o *queued) bool { return e.slot.before(o.slot) }
 
 func (e *queued) setIndex(i int) { e.index = i }
 
@@ -108,32 +116,29 @@ type targetQ struct {
 	pausing bool
 	index   int // in space.ready or MemoryQueue.paused; -1 in neither
 	wait    int // in MemoryQueue.waiting; -1 when it has no pending delivery
+	// While t has a pending delivery, first is the slot of the earliest
+	// and wake when it may be claimed, the later of its Due and until:
+	// copies that let the heaps of targets and spaces compare without
+	// following pointers, which at a million deliveries miss the cache.
+	first slot
+	wake  time.Time
 }
 
 func (t *targetQ) before(o *targetQ) bool {
 	if t.pausing {
 		return t.until.Before(o.until)
 	}
-	return t.pending[0].before(o.pending[0])
+	return t.first.before(o.first)
 }
 
 func (t *targetQ) setIndex(i int) { t.index = i }
-
-// wake is when t's earliest pending delivery may be claimed: the later of
-// its Due and the end of t's pause. t must have a pending delivery.
-func (t *targetQ) wake() time.Time {
-	if at := t.pending[0].at; at.After(t.until) {
-		return at
-	}
-	return t.until
-}
 
 // waitingTarget is a target in MemoryQueue.waiting, which orders targets
 // by wake and keeps their place in wait: a target is in a space's ready
 // targets or the paused ones, and also there.
 type waitingTarget struct{ *targetQ }
 
-func (w waitingTarget) before(o waitingTarget) bool { return w.wake().Before(o.wake()) }
+func (w waitingTarget) before(o waitingTarget) bool { return w.wake.Before(o.wake) }
 
 func (w waitingTarget) setIndex(i int) { w.wait = i }
 
@@ -145,13 +150,14 @@ type spaceQ struct {
 	ready   minHeap[*targetQ] // targets with a pending delivery not paused, by their earliest
 	inDue   bool              // in MemoryQueue.due rather than later: which order before uses
 	index   int               // in due or later; -1 in neither
+	first   slot              // ready[0].first while it has a ready target, for the same reason
 }
 
 func (s *spaceQ) before(o *spaceQ) bool {
 	if s.inDue && s.leased != o.leased {
 		return s.leased < o.leased
 	}
-	return s.ready[0].before(o.ready[0])
+	return s.first.before(o.first)
 }
 
 func (s *spaceQ) setIndex(i int) { s.index = i }
@@ -197,7 +203,7 @@ func (q *MemoryQueue) Enqueue(ctx context.Context, ds ...*Delivery) error {
 	}
 	for _, d := range ds {
 		q.seq++
-		e := &queued{d: queuedCopy(d), seq: q.seq}
+		e := &queued{d: queuedCopy(d), slot: slot{seq: q.seq}}
 		q.entries[d.ID] = e
 		q.addPending(e)
 	}
@@ -218,7 +224,7 @@ func (q *MemoryQueue) Claim(ctx context.Context, now time.Time, max int, lease t
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.expire(now)
-	for len(q.later) > 0 && !q.later[0].ready[0].pending[0].at.After(now) {
+	for len(q.later) > 0 && !q.later[0].first.at.After(now) {
 		s := q.later.remove(0)
 		s.inDue = true
 		q.due.push(s)
@@ -463,7 +469,7 @@ func (q *MemoryQueue) NextDue(ctx context.Context) (t time.Time, ok bool, err er
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.waiting) > 0 {
-		t, ok = q.waiting[0].wake(), true
+		t, ok = q.waiting[0].wake, true
 	}
 	if len(q.leases) > 0 && (!ok || q.leases[0].at.Before(t)) {
 		t, ok = q.leases[0].at, true
@@ -575,7 +581,7 @@ func (q *MemoryQueue) addPending(e *queued) {
 func (q *MemoryQueue) take(e *queued, d *Delivery) *queued {
 	if e == nil {
 		q.seq++
-		e = &queued{d: queuedCopy(d), seq: q.seq}
+		e = &queued{d: queuedCopy(d), slot: slot{seq: q.seq}}
 		q.entries[d.ID] = e
 		return e
 	}
@@ -640,17 +646,23 @@ func (q *MemoryQueue) ready(t *targetQ) {
 	q.place(s)
 }
 
-// await puts t in q.waiting at the place of its wake, or out of it when it
-// has no pending delivery. It requires q.mu held.
+// await sets t.first and t.wake after its pending deliveries or its
+// pause changed, and puts t in q.waiting at the place of its wake, or out
+// of it when it has no pending delivery. It requires q.mu held.
 func (q *MemoryQueue) await(t *targetQ) {
-	switch {
-	case len(t.pending) == 0:
+	if len(t.pending) == 0 {
 		if t.wait >= 0 {
 			q.waiting.remove(t.wait)
 		}
-	case t.wait < 0:
+		return
+	}
+	t.first, t.wake = t.pending[0].slot, t.pending[0].at
+	if t.until.After(t.wake) {
+		t.wake = t.until
+	}
+	if t.wait < 0 {
 		q.waiting.push(waitingTarget{t})
-	default:
+	} else {
 		q.waiting.fix(t.wait)
 	}
 }
@@ -678,6 +690,9 @@ func (q *MemoryQueue) place(s *spaceQ) {
 	heap := &q.later
 	if s.inDue {
 		heap = &q.due
+	}
+	if len(s.ready) > 0 {
+		s.first = s.ready[0].first
 	}
 	switch {
 	case len(s.ready) == 0:
