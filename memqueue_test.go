@@ -315,12 +315,17 @@ func memIDs(ds []*webhook.Delivery) []string {
 // MemoryQueue's heaps shows in any order of calls, not only in the orders
 // queuetest tries: several spaces, targets paused and at their perTarget
 // limits, leases that end, outcomes of every kind and of deliveries it
-// does not hold, revivals, purges and the bounds.
+// does not hold, revivals, purges and the bounds. After each call it
+// compares NextDue, Pending of every id and Dead of every target.
 func TestMemoryQueueAgreesWithAScan(t *testing.T) {
 	lim := webhook.QueueLimits{MaxPending: 30, MaxPendingPerTarget: 8, MaxDead: 3}
 	const ids, targets, spaces = 48, 8, 3
 	targetOf := func(i int) string { return "target-" + strconv.Itoa(i%targets) }
 	spaceOf := func(target string) string { return "space-" + strconv.Itoa(int(target[len(target)-1]-'0')%spaces) }
+	var allIDs []string
+	for i := range ids {
+		allIDs = append(allIDs, "d"+strconv.Itoa(i))
+	}
 	for seed := range uint64(40) {
 		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
 			ctx := t.Context()
@@ -396,6 +401,9 @@ func TestMemoryQueueAgreesWithAScan(t *testing.T) {
 				wantT, wantOK, wantErr := m.NextDue(ctx)
 				gotT, gotOK, gotErr := q.NextDue(ctx)
 				same("NextDue", []any{wantT, wantOK}, []any{gotT, gotOK}, wantErr, gotErr)
+				want, wantErr := m.Pending(ctx, allIDs...)
+				got, gotErr := q.Pending(ctx, allIDs...)
+				same("Pending", want, got, wantErr, gotErr)
 				for i := range targets {
 					want, wantErr := m.Dead(ctx, targetOf(i))
 					got, gotErr := q.Dead(ctx, targetOf(i))
@@ -686,6 +694,16 @@ func (q *scanQueue) Purge(_ context.Context, target string) error {
 	q.all = slices.DeleteFunc(q.all, func(e *scanEntry) bool { return e.d.Target == target })
 	delete(q.targets, target)
 	return nil
+}
+
+func (q *scanQueue) Pending(_ context.Context, ids ...string) ([]string, error) {
+	var out []string
+	for _, id := range ids {
+		if _, e := q.find(id); e != nil && e.state != scanDead {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 func (q *scanQueue) NextDue(context.Context) (t time.Time, ok bool, err error) {

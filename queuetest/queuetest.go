@@ -66,7 +66,7 @@ func Run(t *testing.T, newQueue func(t *testing.T, lim webhook.QueueLimits) webh
 		return &tester{t: t, q: q, ctx: t.Context()}
 	}
 	for _, checks := range [][]check{enqueueChecks, claimChecks, fairnessChecks, settleChecks,
-		pauseChecks, deadChecks, purgeChecks, nextDueChecks, sharingChecks} {
+		pauseChecks, deadChecks, purgeChecks, pendingChecks, nextDueChecks, sharingChecks} {
 		for _, c := range checks {
 			t.Run(c.name, func(t *testing.T) { c.run(t, open) })
 		}

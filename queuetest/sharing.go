@@ -155,6 +155,10 @@ var sharingChecks = []check{
 						return err
 					},
 					"Purge": func() error { return c.q.Purge(ctx, "target-b") },
+					"Pending": func() error {
+						_, err := c.q.Pending(ctx, "a2", "b1")
+						return err
+					},
 					"NextDue": func() error {
 						_, _, err := c.q.NextDue(ctx)
 						return err
