@@ -10,12 +10,23 @@
 //		})
 //	}
 //
-// A Queue over a database passes as it is: every check gets a Queue of its
-// own from newQueue and the checks run one after the other, never in
-// parallel, so newQueue may empty the tables (or create a schema and drop
-// it with t.Cleanup) and return a Queue over them. A Queue that other
-// processes share is checked as one claimer among several only in the
-// check of concurrent Claims; the others see it alone.
+// A Queue over a database runs the checks as they are: each check, and
+// each case of a table within one, gets a Queue of its own from newQueue,
+// called with the test of that check or case, and the checks run one
+// after the other, never in parallel. So newQueue empties the tables (or
+// creates a schema and drops it with t.Cleanup) and returns a Queue over
+// them, bound by lim:
+//
+//	queuetest.Run(t, func(t *testing.T, lim webhook.QueueLimits) webhook.Queue {
+//		_, err := pool.Exec(t.Context(), "TRUNCATE webhook_deliveries, webhook_targets")
+//		require.NoError(t, err)
+//		q, err := postgres.NewQueue(t.Context(), pool, postgres.QueueConfig{Limits: lim})
+//		require.NoError(t, err)
+//		return q
+//	})
+//
+// Simultaneous use is checked with goroutines that share one Queue value;
+// several processes over one database are the implementation's to check.
 //
 // The checks work on fake time: they pass Claim, Settle and Revive
 // explicit times and never sleep, so a Queue must take its time from
