@@ -10,7 +10,7 @@ import (
 
 // deliveries builds what one Dispatch call sends to reg: the items of its
 // events, cut into bodies of at most chunk_size items and maxBody bytes.
-// Body N is due N*chunk_delay after now. The items are built in buf, which
+// Body N is due N*chunk_delay after now (see chunkWait). The items are built in buf, which
 // it returns, grown, for the next call: each body is then one allocation
 // of its exact size, however many items it took to build. spans holds the
 // member spans of one event's record, as parseEvent noted them: those of
@@ -28,7 +28,7 @@ func deliveries(ctx context.Context, exp Expander, reg *registration, events []*
 		copy(b, body[:n])
 		b[0], b[n] = '[', ']'
 		ds = append(ds, &Delivery{ID: newUUID(), WebhookID: reg.hook.ID, EventIDs: ids,
-			Body: b, Created: now, Due: now.Add(time.Duration(len(ds)) * reg.chunkDelay)})
+			Body: b, Created: now, Due: now.Add(chunkWait(len(ds), reg.chunkDelay))})
 		body, ids = body[:copy(body, body[n:])], nil
 	}
 	for _, ev := range events {

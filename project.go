@@ -43,49 +43,62 @@ type node struct {
 	children []*node
 }
 
-func compileProjection(field string, o EntityOptions) (projection, error) {
-	var p projection
-	for i, s := range o.Expand {
-		if _, err := compilePath(fmt.Sprintf("%s.expand[%d]", field, i), s); err != nil {
-			return p, err
-		}
+// loadOnlyTree builds the tree of load-only paths, which compilePath
+// checked: a field kept whole absorbs any deeper path. It is linear in the
+// paths: children are found through a map while the tree grows, and
+// sorted once it is built, for child.
+func loadOnlyTree(paths []string) *node {
+	type edge struct {
+		parent *node
+		key    string
 	}
-	p.expand = o.Expand
-	for i, s := range o.LoadOnly {
-		if _, err := compilePath(fmt.Sprintf("%s.load-only[%d]", field, i), s); err != nil {
-			return p, err
+	root := &node{}
+	kids := make(map[edge]*node, len(paths))
+	for _, s := range paths {
+		n := root
+		for k := range strings.SplitSeq(s, ".") {
+			if n.whole {
+				break
+			}
+			c := kids[edge{n, k}]
+			if c == nil {
+				c = &node{key: k}
+				kids[edge{n, k}] = c
+				n.children = append(n.children, c)
+			}
+			n = c
 		}
-		if p.only == nil {
-			p.only = &node{}
-		}
-		p.only.insert(strings.Split(s, "."))
+		n.whole, n.children = true, nil
 	}
-	return p, nil
+	root.sort()
+	return root
 }
 
-// insert adds a path; a field kept whole absorbs any deeper path.
-func (n *node) insert(keys []string) {
-	for _, k := range keys {
-		if n.whole {
-			return
-		}
-		c := n.child(k)
-		if c == nil {
-			c = &node{key: k}
-			n.children = append(n.children, c)
-		}
-		n = c
-	}
-	n.whole, n.children = true, nil
-}
-
-func (n *node) child(key string) *node {
+// sort orders the children of n and of its descendants by key.
+func (n *node) sort() {
+	slices.SortFunc(n.children, func(a, b *node) int { return strings.Compare(a.key, b.key) })
 	for _, c := range n.children {
-		if c.key == key {
-			return c
-		}
+		c.sort()
 	}
-	return nil
+}
+
+// child returns the child of n named key, or nil: a scan of a few, a
+// binary search of many, so that a record's member costs the same
+// whatever the paths.
+func (n *node) child(key string) *node {
+	if len(n.children) <= 8 {
+		for _, c := range n.children {
+			if c.key == key {
+				return c
+			}
+		}
+		return nil
+	}
+	i, found := slices.BinarySearchFunc(n.children, key, func(c *node, key string) int { return strings.Compare(c.key, key) })
+	if !found {
+		return nil
+	}
+	return n.children[i]
 }
 
 // apply returns the record as the registration sends it: expanded by the

@@ -8,8 +8,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"iter"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +33,8 @@ type Registry struct {
 	// value is the safe default. Set it before the Registry is first used.
 	Addresses AddressPolicy
 
+	limits Limits // what one registration may carry; set by NewRegistry
+
 	mu     sync.RWMutex
 	events map[string]bool // the catalogue; requires mu
 	byID   map[string]*registration
@@ -43,7 +45,7 @@ type Registry struct {
 // NewRegistry returns an empty Registry whose catalogue is Pipeliner's 138
 // event names; AddEvents extends it.
 func NewRegistry() *Registry {
-	r := &Registry{events: map[string]bool{}, byID: map[string]*registration{}}
+	r := &Registry{events: map[string]bool{}, byID: map[string]*registration{}, limits: Limits{}.withDefaults()}
 	for _, name := range strings.Fields(catalogue) {
 		r.events[name] = true
 	}
@@ -103,8 +105,6 @@ func (r *Registry) Create(ctx context.Context, w Webhook) (Webhook, error) {
 	now := r.now().UTC().Truncate(time.Second)
 	if w.ID == "" {
 		w.ID = newUUID()
-	} else if !isUUID(w.ID) {
-		return Webhook{}, invalid("id", "%q is not a UUID", w.ID)
 	}
 	if w.Created.IsZero() {
 		w.Created = now
@@ -114,7 +114,7 @@ func (r *Registry) Create(ctx context.Context, w Webhook) (Webhook, error) {
 	}
 	// Pipeliner's times have whole seconds: what is stored is what JSON gives back.
 	w.Created, w.Modified = w.Created.UTC().Truncate(time.Second), w.Modified.UTC().Truncate(time.Second)
-	reg, err := r.compile(w)
+	reg, err := r.compile(w, false)
 	if err != nil {
 		return Webhook{}, err
 	}
@@ -159,7 +159,7 @@ func (r *Registry) Update(ctx context.Context, w Webhook) (Webhook, error) {
 	}
 	w.Space, w.Created, w.Disabled = old.hook.Space, old.hook.Created, nil
 	w.Modified = r.now().UTC().Truncate(time.Second)
-	reg, err := r.compile(w)
+	reg, err := r.compile(w, false)
 	if err != nil {
 		return Webhook{}, err
 	}
@@ -258,11 +258,17 @@ type registration struct {
 	shared     *shared
 }
 
-// rulesOf returns the compiled options of an entity, or nil.
+// rulesOf returns the compiled options of an entity, or nil. The rules
+// are sorted by entity: many are searched rather than scanned.
 func (reg *registration) rulesOf(entity string) *entityRules {
-	for i := range reg.rules {
-		if reg.rules[i].entity == entity {
-			return &reg.rules[i]
+	rules := reg.rules
+	if len(rules) > 8 {
+		i := sort.Search(len(rules), func(i int) bool { return rules[i].entity >= entity })
+		rules = rules[i:min(i+1, len(rules))]
+	}
+	for i := range rules {
+		if rules[i].entity == entity {
+			return &rules[i]
 		}
 	}
 	return nil
@@ -337,29 +343,6 @@ func (reg *registration) public() *Webhook {
 		sh.public = &w
 	})
 	return sh.public
-}
-
-// indexKeys yields the keys that file a registration with these events in
-// the index: "*" stands for everything and "Entity.*" for the rest of its
-// entity, so that no event reaches the registration through two keys.
-// They are worked out when needed rather than kept: a registration is
-// filed and removed once each.
-func indexKeys(events []string) iter.Seq[string] {
-	return func(yield func(string) bool) {
-		if slices.Contains(events, "*") {
-			yield("*")
-			return
-		}
-		for i, name := range events {
-			entity, action, _ := strings.Cut(name, ".")
-			if action != "*" && slices.Contains(events, entity+".*") || slices.Contains(events[:i], name) {
-				continue
-			}
-			if !yield(name) {
-				return
-			}
-		}
-	}
 }
 
 // isUUID reports whether s is a UUID in its textual 8-4-4-4-12 form, in
