@@ -107,30 +107,29 @@ func (p *Patch) UnmarshalJSON(b []byte) error {
 }
 
 // field decodes the member key of a body into p, if it is one of p's.
+// null, or a value of the wrong type, leaves the field nil: of a key given
+// twice, the last counts, as in encoding/json.
 func (p *Patch) field(d *decoder, key string, v gjson.Result) {
 	switch key {
 	case "url":
-		if s, ok := d.string(key, v); ok {
-			p.URL = &s
-		}
+		p.URL = ptr(d.string(key, v))
 	case "events":
-		if list, ok := d.strings(key, v); ok {
-			p.Events = &list
-		}
+		p.Events = ptr(d.strings(key, v))
 	case "options":
-		if v.Type != gjson.Null {
-			o := d.options(key, v)
-			p.Options = &o
-		}
+		p.Options = ptr(d.optionsObject(key, v))
 	case "insecure_ssl":
-		if b, ok := d.bool(key, v); ok {
-			p.InsecureSSL = &b
-		}
+		p.InsecureSSL = ptr(d.bool(key, v))
 	case "signature":
-		if s, ok := d.string(key, v); ok {
-			p.Signature = &s
-		}
+		p.Signature = ptr(d.string(key, v))
 	}
+}
+
+// ptr returns &v when ok, else nil.
+func ptr[T any](v T, ok bool) *T {
+	if !ok {
+		return nil
+	}
+	return &v
 }
 
 // apply sets the fields of w that p sets.

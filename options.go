@@ -170,9 +170,15 @@ func viewOptions(s string) Options {
 
 // options reads an options object; null is the zero Options.
 func (d *decoder) options(field string, v gjson.Result) Options {
-	var o Options
-	readObject(d, field, v, optionsFormat[:], &o)
+	o, _ := d.optionsObject(field, v)
 	return o
+}
+
+// optionsObject reads an options object, and reports whether v is one.
+func (d *decoder) optionsObject(field string, v gjson.Result) (Options, bool) {
+	var o Options
+	ok := readObject(d, field, v, optionsFormat[:], &o)
+	return o, ok
 }
 
 // entityOptions reads one entity's options into e; it reports whether v is
@@ -203,18 +209,15 @@ func readObject[T any](d *decoder, field string, v gjson.Result, format []option
 	})
 }
 
-// read decodes the option's value v into x; a value of the wrong type
-// leaves x as it is.
+// read decodes the option's value v into x; null, or a value of the
+// wrong type, leaves the option zero: of a key given twice, the last
+// counts, as in encoding/json.
 func (opt *option[T]) read(d *decoder, field string, v gjson.Result, x *T) {
 	switch opt.kind {
 	case namesKind, pathsKind:
-		if list, ok := d.strings(field, v); ok {
-			*opt.list(x) = list
-		}
+		*opt.list(x), _ = d.strings(field, v)
 	case numberKind:
-		if n, ok := d.number(field, v); ok {
-			*opt.number(x) = n
-		}
+		*opt.number(x), _ = d.number(field, v)
 	case filterKind:
 		*opt.filter(x) = d.filter(field, v)
 	case operatorsKind:
@@ -223,6 +226,7 @@ func (opt *option[T]) read(d *decoder, field string, v gjson.Result, x *T) {
 		*opt.entities(x) = d.entities(field, v)
 	case entityKind:
 		var e EntityOptions
+		*opt.entity(x) = nil
 		if v.Type != gjson.Null && d.entityOptions(field, v, &e) {
 			*opt.entity(x) = &e
 		}
