@@ -64,18 +64,22 @@ func parseOp(s string) (op, bool) {
 // path is a dot path split into gjson-escaped keys.
 type path []string
 
+// compilePath checks the dot path s, which field names, and splits it.
 func compilePath(field, s string) (path, *FieldError) {
-	if !utf8.ValidString(s) {
-		return nil, notUTF8(field, s)
+	c := compiler{errs: &problems{}}
+	if p, ok := c.path(field, -1, s); ok {
+		return p, nil
 	}
+	return nil, c.errs.list[0]
+}
+
+// splitPath splits a dot path that checkPath accepted.
+func splitPath(s string) path {
 	keys := strings.Split(s, ".")
 	for i, k := range keys {
-		if k == "" {
-			return nil, invalid(field, "%q is not a dot path: empty name", clip(s))
-		}
 		keys[i] = gjson.Escape(k)
 	}
-	return keys, nil
+	return keys
 }
 
 // fieldRef is a field that a filter or on-field-change reads: its path,
@@ -156,7 +160,7 @@ func pack[S ~[]E, E any](lists []*S) {
 func (c *compiler) condition(field, p string, raw json.RawMessage, opName string) (condition, bool) {
 	cond := condition{fieldRef: fieldRef{key: p}}
 	var ok bool
-	if cond.path, ok = c.path(field, p); !ok {
+	if cond.path, ok = c.path(field, -1, p); !ok {
 		return cond, false
 	}
 	if opName == "" {

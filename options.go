@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sort"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 	"unsafe"
 
@@ -515,31 +516,46 @@ func compileProjection(field string, o EntityOptions) (projection, error) {
 	return rules.proj, err
 }
 
-// path checks one dot path and splits it.
-func (c *compiler) path(field, s string) (path, bool) {
-	p, err := compilePath(field, s)
-	switch {
-	case err != nil:
-		c.errs.add(err)
-		return nil, false
-	case c.lim == nil:
-	case len(s) > c.lim.PathBytes:
-		c.errs.add(tooLong(field, "", len(s), c.lim.PathBytes))
-		return nil, false
-	case len(p) > c.lim.PathDepth:
-		c.errs.add(tooMany(field, len(p), "names deep", c.lim.PathDepth))
+// path checks one dot path and splits it; field names it, or field[i]
+// when i is not negative.
+func (c *compiler) path(field string, i int, s string) (path, bool) {
+	if !c.checkPath(field, i, s) {
 		return nil, false
 	}
-	return p, true
+	return splitPath(s), true
+}
+
+// checkPath checks one dot path, as path does, without splitting it: UTF-8,
+// no empty name, and within the limits. It builds the field's name only
+// for an error.
+func (c *compiler) checkPath(field string, i int, s string) bool {
+	var fe *FieldError
+	switch {
+	case !utf8.ValidString(s):
+		fe = notUTF8(field, s)
+	case s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, ".."):
+		fe = invalid(field, "%q is not a dot path: empty name", clip(s))
+	case c.lim == nil:
+	case len(s) > c.lim.PathBytes:
+		fe = tooLong(field, "", len(s), c.lim.PathBytes)
+	case strings.Count(s, ".")+1 > c.lim.PathDepth:
+		fe = tooMany(field, strings.Count(s, ".")+1, "names deep", c.lim.PathDepth)
+	}
+	if fe == nil {
+		return true
+	}
+	if i >= 0 {
+		fe.Field = indexed(field, i)
+	}
+	c.errs.add(fe)
+	return false
 }
 
 // paths checks a list of dot paths.
 func (c *compiler) paths(field string, list []string) bool {
 	ok := true
 	for i, s := range list {
-		if _, valid := c.path(indexed(field, i), s); !valid {
-			ok = false
-		}
+		ok = c.checkPath(field, i, s) && ok
 	}
 	return ok
 }
@@ -563,7 +579,7 @@ func (c *compiler) onFieldChange(field string, e *EntityOptions) {
 	refs := make([]fieldRef, 0, len(list))
 	seen := newStringSet(len(list))
 	for i, s := range list {
-		p, ok := c.path(indexed(field, i), s)
+		p, ok := c.path(field, i, s)
 		// A path given twice is compared once: an event's cost is bounded
 		// by the paths that differ.
 		if ok && seen.add(s) {
