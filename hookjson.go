@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"time"
@@ -69,7 +70,7 @@ func (w *Webhook) marshal(opts json.RawMessage) ([]byte, error) {
 // FieldErrors with every such field, which it leaves zero, and decodes the
 // others. Space keeps its value: it is never part of the JSON.
 func (w *Webhook) UnmarshalJSON(b []byte) error {
-	d := decoder{errs: &problems{}, copy: true}
+	d := decoder{errs: &problems{}}
 	out := Webhook{Space: w.Space}
 	var p Patch
 	d.body(b, func(key string, v gjson.Result) {
@@ -100,7 +101,7 @@ func (w *Webhook) UnmarshalJSON(b []byte) error {
 // FieldErrors with every such field, which it leaves nil, and decodes the
 // others.
 func (p *Patch) UnmarshalJSON(b []byte) error {
-	d := decoder{errs: &problems{}, copy: true}
+	d := decoder{errs: &problems{}}
 	*p = Patch{}
 	d.body(b, func(key string, v gjson.Result) { p.field(&d, key, v) })
 	return d.errs.err()
@@ -158,9 +159,6 @@ func (p *Patch) apply(w *Webhook) {
 // copied once as a whole, never per string.
 type decoder struct {
 	errs *problems // nil for stored JSON, which has no error
-	// copy says that filter values are to be copied: a caller may write
-	// to them, and the text they were read from is shared.
-	copy bool
 }
 
 // fail records a problem of a client's JSON.
@@ -321,6 +319,29 @@ func (p *problems) err() error {
 	}
 	slices.SortStableFunc(p.list, func(a, b *FieldError) int { return compareFields(a.Field, b.Field) })
 	return p.list
+}
+
+// mergeErrors joins the field errors among errs, each nil, FieldErrors or
+// a *FieldError, into one FieldErrors in the order of their fields: the
+// REST handler's decoding errors and the Registry's validation errors of
+// the fields that decoded. Another error, if any, is returned instead: it
+// is no problem of the registration.
+func mergeErrors(errs ...error) error {
+	var p problems
+	for _, err := range errs {
+		var fes FieldErrors
+		var fe *FieldError
+		switch {
+		case err == nil:
+		case errors.As(err, &fes):
+			p.list = append(p.list, fes...)
+		case errors.As(err, &fe):
+			p.add(fe)
+		default:
+			return err
+		}
+	}
+	return p.err()
 }
 
 // compareFields orders field names as text, but for runs of digits, which

@@ -94,11 +94,21 @@ func (n *node) child(key string) *node {
 		}
 		return nil
 	}
-	i, found := slices.BinarySearchFunc(n.children, key, func(c *node, key string) int { return strings.Compare(c.key, key) })
-	if !found {
-		return nil
+	// By hand: a comparison through a func value would make the key, and
+	// the record it points into, escape to the heap.
+	lo, hi := 0, len(n.children)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if n.children[mid].key < key {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
 	}
-	return n.children[i]
+	if lo < len(n.children) && n.children[lo].key == key {
+		return n.children[lo]
+	}
+	return nil
 }
 
 // apply returns the record as the registration sends it: expanded by the

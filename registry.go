@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -263,8 +262,17 @@ type registration struct {
 func (reg *registration) rulesOf(entity string) *entityRules {
 	rules := reg.rules
 	if len(rules) > 8 {
-		i := sort.Search(len(rules), func(i int) bool { return rules[i].entity >= entity })
-		rules = rules[i:min(i+1, len(rules))]
+		// By hand, as node.child: no func value for entity to escape through.
+		lo, hi := 0, len(rules)
+		for lo < hi {
+			mid := int(uint(lo+hi) >> 1)
+			if rules[mid].entity < entity {
+				lo = mid + 1
+			} else {
+				hi = mid
+			}
+		}
+		rules = rules[lo:min(lo+1, len(rules))]
 	}
 	for i := range rules {
 		if rules[i].entity == entity {
