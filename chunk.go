@@ -10,9 +10,10 @@ import (
 
 // deliveries builds what one Dispatch call sends to reg: the items of its
 // events, cut into bodies of at most chunk_size items and maxBody bytes.
-// Body N is due N*chunk_delay after now (see chunkWait). The items are built in buf, which
-// it returns, grown, for the next call: each body is then one allocation
-// of its exact size, however many items it took to build. spans holds the
+// Body N is due N*chunk_delay after now, or as late as time allows (see
+// chunkWait). The items are built in buf, which it returns, grown, for the
+// next call: each body is then one allocation of its exact size, however
+// many items it took to build. spans holds the
 // member spans of one event's record, as parseEvent noted them: those of
 // the call's last event, which no later event overwrote, and most calls
 // carry one event.

@@ -324,7 +324,7 @@ func (reg *registration) indexedBy(key string) *condition {
 	if entity == "*" || entity == customEntity {
 		return nil // the entity, or its options key, varies by event
 	}
-	rules := reg.rulesOf(entity)
+	rules := reg.searchRules(entity)
 	if rules == nil || len(rules.filter) == 0 || !rules.filter[0].indexable {
 		return nil
 	}

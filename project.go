@@ -82,20 +82,23 @@ func (n *node) sort() {
 	}
 }
 
-// child returns the child of n named key, or nil: a scan of a few, a
-// binary search of many, so that a record's member costs the same
-// whatever the paths.
+// child returns the child of n named key, or nil. It scans, and is small
+// enough to be inlined; appendMembers searches a node of many children
+// instead.
 func (n *node) child(key string) *node {
-	if len(n.children) <= 8 {
-		for _, c := range n.children {
-			if c.key == key {
-				return c
-			}
+	for _, c := range n.children {
+		if c.key == key {
+			return c
 		}
-		return nil
 	}
-	// By hand: a comparison through a func value would make the key, and
-	// the record it points into, escape to the heap.
+	return nil
+}
+
+// search is child for many children, which are sorted, so that a
+// record's member costs the same whatever the paths. It searches by hand:
+// a comparison through a func value would make the key, and the record it
+// points into, escape to the heap.
+func (n *node) search(key string) *node {
 	lo, hi := 0, len(n.children)
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
@@ -143,7 +146,13 @@ func (n *node) appendMembers(dst []byte, members cursor) (out []byte, ok bool) {
 	start := len(dst)
 	dst = append(dst, '{')
 	for k, v, more := members.next(); more; k, v, more = members.next() {
-		if c := n.child(unquote(k)); c != nil {
+		var c *node
+		if key := unquote(k); len(n.children) > 8 {
+			c = n.search(key)
+		} else {
+			c = n.child(key)
+		}
+		if c != nil {
 			var kept bool
 			dst, kept = c.appendMember(dst, ok, k, valueOf(v))
 			ok = ok || kept

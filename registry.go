@@ -257,27 +257,34 @@ type registration struct {
 	shared     *shared
 }
 
-// rulesOf returns the compiled options of an entity, or nil. The rules
-// are sorted by entity: many are searched rather than scanned.
+// rulesOf returns the compiled options of an entity, or nil. It scans,
+// and is small enough to be inlined where Match calls it, once for each
+// registration an event may fire: Limits.Entities bounds the scan.
 func (reg *registration) rulesOf(entity string) *entityRules {
-	rules := reg.rules
-	if len(rules) > 8 {
-		// By hand, as node.child: no func value for entity to escape through.
-		lo, hi := 0, len(rules)
-		for lo < hi {
-			mid := int(uint(lo+hi) >> 1)
-			if rules[mid].entity < entity {
-				lo = mid + 1
-			} else {
-				hi = mid
-			}
+	for i := range reg.rules {
+		if reg.rules[i].entity == entity {
+			return &reg.rules[i]
 		}
-		rules = rules[lo:min(lo+1, len(rules))]
 	}
-	for i := range rules {
-		if rules[i].entity == entity {
-			return &rules[i]
+	return nil
+}
+
+// searchRules is rulesOf in time logarithmic in the entities, which are
+// sorted: for the index, which looks an entity up for each event name a
+// registration lists. It searches by hand, as node.search does.
+func (reg *registration) searchRules(entity string) *entityRules {
+	rules := reg.rules
+	lo, hi := 0, len(rules)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if rules[mid].entity < entity {
+			lo = mid + 1
+		} else {
+			hi = mid
 		}
+	}
+	if lo < len(rules) && rules[lo].entity == entity {
+		return &rules[lo]
 	}
 	return nil
 }
