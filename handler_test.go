@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -939,4 +940,114 @@ func TestHandlerConcurrentTenants(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// fuzzID is a registration of team-1 that fuzzing starts from;
+// FuzzHandler's seeds name it.
+const fuzzID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+// handlerSeeds are requests of the tests above, for FuzzHandler to start
+// from: method, path below team-1's Webhooks with its query, body and
+// Content-Type.
+var handlerSeeds = []struct{ method, path, body, contentType string }{
+	{"POST", "", testBody, "application/json"},
+	{"POST", "", `{"url":42,"events":["Account.Explode"],"insecure_ssl":"yes","options":{"chunk_size":1000}}`, "application/json"},
+	{"POST", "", `{"url":"https://user:pw@exa mple.com/","events":["Account.Create"],"signature":"not-a-uuid","id":"` + otherID + `"}`, "application/json"},
+	{"POST", "", `{"url":"https://example.com/","events":["Contact.Update"],"options":{"entity":{"Contact":{"filter":{"a":[1,2]},"filter-op":{"a":"between"}}}}}`, "application/json"},
+	{"POST", "", `[]`, "application/json"},
+	{"POST", "", `{"url":`, "application/json"},
+	{"POST", "", testBody, "text/plain"},
+	{"PUT", "", testBody, "application/json"},
+	{"GET", "", "", ""},
+	{"GET", "/", "", ""},
+	{"GET", "?first=2&order-by=-url,created", "", ""},
+	{"GET", "?last=3&before=" + b64(`["created,id","2026-11-26T10:15:00","`+fuzzID+`"]`), "", ""},
+	{"GET", "?after=" + b64(`["created,id",1]`), "", ""},
+	{"GET", "?after=%%%", "", ""},
+	{"GET", "?filter[url]=example&filter-op[url]=contains&load-only=id,url", "", ""},
+	{"GET", "?filter[created]=a,b&filter-op[created]=between", "", ""},
+	{"GET", "?filter-op[signature]=null&filter[events]=Account.Create", "", ""},
+	{"GET", "?filter[a..b]=1&load-only=,", "", ""},
+	{"GET", "?first=1;last=2&include-deleted=maybe", "", ""},
+	{"GET", "/" + fuzzID, "", ""},
+	{"GET", "/" + otherID, "", ""},
+	{"GET", "/" + fuzzID + "/x", "", ""},
+	{"PATCH", "/" + fuzzID, `{"url":"https://example.com/new","created":"2001-01-01T00:00:00"}`, "application/json"},
+	{"PATCH", "/" + fuzzID + "?validation-level=1", `{"url":[],"events":["Nope.Nope"],"signature":7}`, "application/json; charset=utf-8"},
+	{"PATCH", "/" + fuzzID, `null`, "application/json"},
+	{"DELETE", "/" + fuzzID, "", ""},
+	{"DELETE", "/x", "", ""},
+	{"POST", "/batch-delete", `["` + fuzzID + `","` + otherID + `",""]`, "application/json"},
+	{"POST", "/batch-delete?rollback-method=1", `["` + fuzzID + `","` + otherID + `"]`, "application/json"},
+	{"POST", "/batch-modify", `[{"id":"` + fuzzID + `","url":"https://example.com/b"},{"url":"https://example.com/c","events":["Lead.*"]}]`, "application/json"},
+	{"POST", "/batch-modify?rollback-method=1", `[{"id":7,"url":8},{"url":9,"events":["Nope.Nope"]},{"id":"` + otherID + `"}]`, "application/json"},
+	{"GET", "/batch-modify", "", ""},
+}
+
+// FuzzHandler sends random requests to a handler over real HTTP: none
+// gets a 5xx or panics, every answer is Pipeliner's JSON, and nothing of
+// another space shows or changes.
+func FuzzHandler(f *testing.F) {
+	for _, s := range handlerSeeds {
+		f.Add(s.method, s.path, []byte(s.body), s.contentType)
+	}
+	ctx := context.Background()
+	reg, err := NewRegistry(ctx, RegistryConfig{Logger: quietLogger()})
+	require.NoError(f, err)
+	f.Cleanup(func() { reg.Close() })
+	// The handler is the server's, without a ServeMux in front, so that
+	// every path reaches it; every request is team-1's.
+	h, err := NewHandler(HandlerConfig{Registry: reg, Prefix: restPrefix, Logger: quietLogger(),
+		Space: func(*http.Request) (string, error) { return "team-1", nil }})
+	require.NoError(f, err)
+	srv := httptest.NewServer(h)
+	f.Cleanup(srv.Close)
+	const theirURL = "https://other-space.example.com/their-secret-path"
+	theirs, err := reg.Create(ctx, "team-2", Webhook{URL: theirURL, Events: []string{"*"}, Signature: testSignature})
+	require.NoError(f, err)
+
+	f.Fuzz(func(t *testing.T, method, path string, body []byte, contentType string) {
+		if _, err := reg.Get(ctx, "team-1", fuzzID); err != nil {
+			_, err := reg.Create(ctx, "team-1", Webhook{ID: fuzzID, URL: "https://example.com/hooks", Events: []string{"Account.Create"}})
+			require.NoError(t, err)
+		}
+		req, err := http.NewRequest(method, srv.URL+"/api/v100/rest/spaces/team-1/entities/Webhooks"+path, bytes.NewReader(body))
+		// What a client cannot send, or net/http's server refuses before
+		// the handler sees it.
+		if err != nil || strings.ContainsFunc(contentType, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) ||
+			strings.ContainsFunc(req.URL.RequestURI(), func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+			t.Skip("not a request a client can send")
+		}
+		req.Header.Set("Content-Type", contentType)
+		resp, err := srv.Client().Do(req)
+		require.NoError(t, err, "the handler panicked, or broke the connection")
+		answer, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+
+		require.Less(t, resp.StatusCode, 500, "answer: %s", answer)
+		require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+		var got struct {
+			Success    *bool `json:"success"`
+			HTTPStatus int   `json:"http_status"`
+		}
+		require.NoError(t, json.Unmarshal(answer, &got), "answer: %s", answer)
+		require.NotNil(t, got.Success)
+		if resp.StatusCode >= 400 {
+			require.False(t, *got.Success)
+			require.Equal(t, resp.StatusCode, got.HTTPStatus)
+		}
+		require.NotContains(t, string(answer), theirURL)
+		require.NotContains(t, string(answer), theirs.ID)
+		after, err := reg.Get(ctx, "team-2", theirs.ID)
+		require.NoError(t, err)
+		require.Equal(t, theirs, after)
+
+		// Keep the registry small, so that lists stay fast.
+		if hooks, _ := reg.List(ctx, "team-1"); len(hooks) > 50 {
+			for _, h := range hooks {
+				reg.Delete(ctx, "team-1", h.ID)
+			}
+		}
+	})
 }
