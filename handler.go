@@ -52,8 +52,14 @@ type HandlerConfig struct {
 
 // Handler serves Pipeliner's REST API of the Webhook entity
 // (/entities/Webhooks) over a Registry: create, list, get, update, delete,
-// batch-delete and batch-modify, with Pipeliner's JSON shapes and errors.
-// README.md's "REST API" section lists its answers.
+// batch-delete and batch-modify, with Pipeliner's JSON shapes and errors;
+// README.md's "The REST API" lists its answers and errors.
+//
+// A client never chooses a registration's id, created, modified or
+// disabled: bodies are read into a Patch, which has none of them. Answers
+// show a registration's signature to the space that owns it, as
+// Pipeliner's do; no error message or log line shows a signature, or the
+// password of a URL, that a request carries.
 //
 // A Handler is safe for simultaneous use by multiple goroutines and starts
 // none of its own. The zero value is unusable: use NewHandler.

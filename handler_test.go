@@ -899,6 +899,57 @@ func (failingStore) Wait(ctx context.Context, _ int64) error {
 	return ctx.Err()
 }
 
+// TestHandlerConflicts: a registration that another replica keeps
+// changing answers 409.
+func TestHandlerConflicts(t *testing.T) {
+	s := newRESTServer(t, RegistryConfig{Store: &racedStore{}})
+	got := s.create("team-1", testBody)
+	s.do(http.MethodPatch, "team-1", "/"+got.ID, `{"insecure_ssl":true}`).failed(t, http.StatusConflict, "ERROR_CONFLICT")
+	s.do(http.MethodDelete, "team-1", "/"+got.ID, "").failed(t, http.StatusConflict, "ERROR_CONFLICT")
+}
+
+// racedStore stores new registrations and refuses every other change, as
+// if another replica had always changed it first.
+type racedStore struct {
+	mu      sync.Mutex
+	version int64
+}
+
+func (s *racedStore) Write(_ context.Context, changes ...Stored) ([]Stored, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Clone(changes)
+	for i := range out {
+		if out[i].Version != 0 {
+			return nil, fmt.Errorf("registration %s: %w", out[i].Key, ErrConflict)
+		}
+		s.version++
+		out[i].Version = s.version
+	}
+	return out, nil
+}
+
+func (*racedStore) Changes(context.Context, int64) ([]Stored, error) { return nil, nil }
+
+func (*racedStore) Wait(ctx context.Context, _ int64) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestHandlerCancelled: a request whose context ends answers 503, not an
+// internal error.
+func TestHandlerCancelled(t *testing.T) {
+	s := newRESTServer(t, RegistryConfig{})
+	h, err := NewHandler(HandlerConfig{Registry: s.reg, Space: testSpace})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil))
+	a := restAnswer{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
+	a.failed(t, http.StatusServiceUnavailable, "ERROR_SERVICE_UNAVAILABLE")
+}
+
 // TestHandlerConcurrentTenants: tenants working at once see only their
 // own registrations (run with -race).
 func TestHandlerConcurrentTenants(t *testing.T) {
