@@ -437,7 +437,7 @@ func (c *restCall) param(name string) (string, bool, *apiError) {
 
 // entity answers with one registration.
 func (c *restCall) entity(status int, hook Webhook) {
-	raw, err := entityJSON(hook)
+	raw, err := webhookAnswer(hook)
 	if err != nil {
 		c.fail(c.internal(err))
 		return
@@ -445,10 +445,10 @@ func (c *restCall) entity(status int, hook Webhook) {
 	c.answer(status, answer{Success: true, Data: raw})
 }
 
-// entityJSON is a registration as Pipeliner's Webhook entity: its JSON,
+// webhookAnswer is a registration as Pipeliner's Webhook entity: its JSON,
 // with is_delete_protected and is_deleted, which are always false here
 // (pipeliner/reference.md: no delete protection, deletes are final).
-func entityJSON(hook Webhook) (json.RawMessage, error) {
+func webhookAnswer(hook Webhook) (json.RawMessage, error) {
 	b, err := json.Marshal(hook)
 	if err != nil {
 		return nil, err

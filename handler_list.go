@@ -82,7 +82,7 @@ func (c *restCall) list() {
 	for i := range hooks {
 		row := listed{hook: &hooks[i]}
 		if q.filter != nil {
-			if row.raw, err = entityJSON(hooks[i]); err != nil {
+			if row.raw, err = webhookAnswer(hooks[i]); err != nil {
 				c.fail(c.internal(err))
 				return
 			}
@@ -98,7 +98,7 @@ func (c *restCall) list() {
 	data := make([]json.RawMessage, hi-lo)
 	for i, row := range rows[lo:hi] {
 		if data[i] = row.raw; data[i] == nil {
-			if data[i], err = entityJSON(*row.hook); err != nil {
+			if data[i], err = webhookAnswer(*row.hook); err != nil {
 				c.fail(c.internal(err))
 				return
 			}

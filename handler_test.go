@@ -1020,6 +1020,10 @@ var handlerSeeds = []struct{ method, path, body, contentType string }{
 	{"GET", "?filter-op[signature]=null&filter[events]=Account.Create", "", ""},
 	{"GET", "?filter[a..b]=1&load-only=,", "", ""},
 	{"GET", "?first=1;last=2&include-deleted=maybe", "", ""},
+	{"GET", "?last=100&order-by=-insecure_ssl,modified,id&expand=owner&include-deleted=true", "", ""},
+	{"GET", "?filter[options.chunk_size]=4&filter-op[options.chunk_size]=gt&filter[url]=a&filter[url]=b", "", ""},
+	{"GET", "?filter-op[disabled]=not-empty&filter[id]=x&filter-op[id]=not-ieq&load-only=options.entity", "", ""},
+	{"GET", "?first=5&after=" + b64(`["-url,id","https://example.com/hooks","`+fuzzID+`"]`) + "&order-by=-url", "", ""},
 	{"GET", "/" + fuzzID, "", ""},
 	{"GET", "/" + otherID, "", ""},
 	{"GET", "/" + fuzzID + "/x", "", ""},
@@ -1040,7 +1044,8 @@ var handlerSeeds = []struct{ method, path, body, contentType string }{
 // another space shows or changes.
 func FuzzHandler(f *testing.F) {
 	for _, s := range handlerSeeds {
-		f.Add(s.method, s.path, []byte(s.body), s.contentType)
+		path, query, _ := strings.Cut(s.path, "?")
+		f.Add(s.method, path, query, []byte(s.body), s.contentType)
 	}
 	ctx := context.Background()
 	reg, err := NewRegistry(ctx, RegistryConfig{Logger: quietLogger()})
@@ -1057,10 +1062,13 @@ func FuzzHandler(f *testing.F) {
 	theirs, err := reg.Create(ctx, "team-2", Webhook{URL: theirURL, Events: []string{"*"}, Signature: testSignature})
 	require.NoError(f, err)
 
-	f.Fuzz(func(t *testing.T, method, path string, body []byte, contentType string) {
+	f.Fuzz(func(t *testing.T, method, path, query string, body []byte, contentType string) {
 		if _, err := reg.Get(ctx, "team-1", fuzzID); err != nil {
 			_, err := reg.Create(ctx, "team-1", Webhook{ID: fuzzID, URL: "https://example.com/hooks", Events: []string{"Account.Create"}})
 			require.NoError(t, err)
+		}
+		if query != "" {
+			path += "?" + query
 		}
 		req, err := http.NewRequest(method, srv.URL+"/api/v100/rest/spaces/team-1/entities/Webhooks"+path, bytes.NewReader(body))
 		// What a client cannot send, or net/http's server refuses before
