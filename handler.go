@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -166,6 +167,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "batch-modify":
 		c.serve("POST", map[string]func(){http.MethodPost: c.batchModify})
 	default:
+		c.ids = append(c.ids, rest)
 		c.serve("GET, PATCH, DELETE", map[string]func(){
 			http.MethodGet:    func() { c.get(rest) },
 			http.MethodPatch:  func() { c.update(rest) },
@@ -184,6 +186,7 @@ type restCall struct {
 	// secrets are the request's signatures and URL passwords: no error
 	// message or log line may show them.
 	secrets []string
+	ids     []string // the registration ids the request names
 }
 
 func (c *restCall) serve(allow string, methods map[string]func()) {
@@ -408,6 +411,24 @@ func (c *restCall) redact(s string) string {
 		s = strings.ReplaceAll(s, secret, "[redacted]")
 	}
 	return s
+}
+
+// redactLog is redact for the detail of an internal error, which may
+// repeat what the Registry or its Store holds: every UUID in it but the
+// ids the request names is replaced too, since a stored signature is a
+// UUID.
+func (c *restCall) redactLog(s string) string {
+	s = c.redact(s)
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if u := s[i:min(i+36, len(s))]; isUUID(u) && !slices.Contains(c.ids, u) {
+			b.WriteString("[uuid]")
+			i += len(u) - 1
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // intParam reads an integer query parameter, def when absent.

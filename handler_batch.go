@@ -40,6 +40,7 @@ func (c *restCall) batchDelete() {
 		return
 	}
 	items := make([]batchItem, len(ids))
+	c.ids = append(c.ids, ids...)
 	for i, id := range ids {
 		if isUUID(id) {
 			items[i].change = Change{ID: id, Delete: true}
@@ -69,6 +70,7 @@ func (c *restCall) batchModify() {
 	items := make([]batchItem, len(bodies))
 	for i, body := range bodies {
 		id, idErr := batchID(body)
+		c.ids = append(c.ids, id)
 		p, typeErrs, err := decodePatchBody(body)
 		if err != nil {
 			c.fail(newError(errBadJSON, "item %d of the body is not a JSON object", i))
@@ -144,7 +146,7 @@ func (c *restCall) applyBatch(items []batchItem, atomic bool) {
 	for i, it := range items {
 		data[i] = it.change.ID
 		if it.err != nil {
-			data[i] = c.scrub(it.err)
+			data[i] = c.report(it.err)
 		}
 	}
 	c.answer(http.StatusOK, answer{Success: true, Data: data})

@@ -98,18 +98,21 @@ func entityNotFound(id string) *apiError {
 
 // fail answers with e.
 func (c *restCall) fail(e *apiError) {
-	if e.HTTPStatus == http.StatusInternalServerError {
-		c.h.log.ErrorContext(c.r.Context(), "webhook: REST request failed", "method", c.r.Method,
-			"path", c.r.URL.Path, "space", c.space, "error", c.redact(fmt.Sprint(e.cause)))
-	}
 	if e.allow != "" {
 		c.w.Header().Set("Allow", e.allow)
 	}
-	c.answer(e.HTTPStatus, c.scrub(e))
+	c.answer(e.HTTPStatus, c.report(e))
 }
 
-// scrub removes the request's secrets from e's messages.
-func (c *restCall) scrub(e *apiError) *apiError {
+// report readies e to be sent, alone or as an item of a batch: it logs
+// the detail of an internal error and removes the request's secrets from
+// e's messages.
+func (c *restCall) report(e *apiError) *apiError {
+	if e.cause != nil {
+		c.h.log.ErrorContext(c.r.Context(), "webhook: REST request failed", "method", c.r.Method,
+			"path", c.r.URL.Path, "space", c.space, "error", c.redactLog(e.cause.Error()))
+		e.cause = nil // logged once
+	}
 	e.Message = c.redact(e.Message)
 	for i := range e.FieldErrors {
 		for j := range e.FieldErrors[i].Errors {

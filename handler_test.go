@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -872,29 +873,62 @@ func TestHandlerMounts(t *testing.T) {
 }
 
 // TestHandlerInternalErrors: a Registry that fails answers 500 with a
-// generic message; the detail goes to the log, without the signature.
+// generic message; the detail goes to the log, without a signature, the
+// request's or the one stored.
 func TestHandlerInternalErrors(t *testing.T) {
-	s := newRESTServer(t, RegistryConfig{Store: failingStore{}})
-	body := `{"url":"https://example.com/hooks","events":["Account.Create"],"signature":"` + testSignature + `"}`
-	a := s.do(http.MethodPost, "team-1", "", body)
-	e := a.failed(t, http.StatusInternalServerError, "ERROR_INTERNAL")
-	require.Equal(t, "internal error", e.Message)
-	require.Contains(t, s.logs.String(), "the disk is on fire")
-	require.NotContains(t, s.logs.String(), testSignature)
-	require.NotContains(t, string(a.body), testSignature)
+	store := &failingStore{}
+	s := newRESTServer(t, RegistryConfig{Store: store})
+	stored := s.create("team-1", `{"url":"https://example.com/hooks","events":["Account.Create"],"signature":"`+testSignature+`"}`)
+	store.fail.Store(true)
+	const other = "fedcba98-7654-4321-8fed-cba987654321"
+	for _, a := range []restAnswer{
+		s.do(http.MethodPost, "team-1", "", `{"url":"https://example.com/hooks","events":["Account.Create"],"signature":"`+other+`"}`),
+		s.do(http.MethodPatch, "team-1", "/"+stored.ID, `{"url":"https://example.com/v2"}`),
+		s.do(http.MethodDelete, "team-1", "/"+stored.ID, ""),
+		s.do(http.MethodPost, "team-1", "/batch-modify", `[{"id":"`+stored.ID+`","insecure_ssl":true}]`),
+	} {
+		e := a.failed(t, http.StatusInternalServerError, "ERROR_INTERNAL")
+		require.Equal(t, "internal error", e.Message)
+		require.NotContains(t, string(a.body), "on fire")
+	}
+	// Item by item, the item's error is in its place, and logged too.
+	a := s.do(http.MethodPost, "team-1", "/batch-modify?rollback-method=1", `[{"id":"`+stored.ID+`","insecure_ssl":true}]`)
+	var e apiError
+	require.NoError(t, json.Unmarshal(lastItem(t, a), &e))
+	require.Equal(t, apiError{HTTPStatus: 500, Code: errInternal.code, Name: errInternal.name, Message: "internal error"}, e)
+	logs := s.logs.String()
+	require.Equal(t, 5, strings.Count(logs, "the disk is on fire"), logs)
+	require.NotContains(t, logs, testSignature)
+	require.NotContains(t, logs, other)
+	require.Contains(t, logs, stored.ID, "the request's own ids stay")
 }
 
-// failingStore fails every write, with the registration's signature in
-// its error as a careless Store might have it.
-type failingStore struct{}
-
-func (failingStore) Write(_ context.Context, changes ...Stored) ([]Stored, error) {
-	return nil, fmt.Errorf("the disk is on fire while writing %+v", changes)
+// failingStore fails every write once fail is set, with the
+// registrations in its error, signatures and all, as a careless Store
+// might.
+type failingStore struct {
+	fail    atomic.Bool
+	mu      sync.Mutex
+	version int64
 }
 
-func (failingStore) Changes(context.Context, int64) ([]Stored, error) { return nil, nil }
+func (s *failingStore) Write(_ context.Context, changes ...Stored) ([]Stored, error) {
+	if s.fail.Load() {
+		return nil, fmt.Errorf("the disk is on fire while writing %+v", changes)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Clone(changes)
+	for i := range out {
+		s.version++
+		out[i].Version = s.version
+	}
+	return out, nil
+}
 
-func (failingStore) Wait(ctx context.Context, _ int64) error {
+func (*failingStore) Changes(context.Context, int64) ([]Stored, error) { return nil, nil }
+
+func (*failingStore) Wait(ctx context.Context, _ int64) error {
 	<-ctx.Done()
 	return ctx.Err()
 }
