@@ -304,21 +304,7 @@ func newWebhook(p Patch) Webhook {
 // without its ID, times and Disabled.
 func patched(w Webhook, p Patch) Webhook {
 	w.ID, w.Space, w.Created, w.Modified, w.Disabled = "", "", time.Time{}, time.Time{}, nil
-	if p.URL != nil {
-		w.URL = *p.URL
-	}
-	if p.Events != nil {
-		w.Events = *p.Events
-	}
-	if p.Options != nil {
-		w.Options = *p.Options
-	}
-	if p.InsecureSSL != nil {
-		w.InsecureSSL = *p.InsecureSSL
-	}
-	if p.Signature != nil {
-		w.Signature = *p.Signature
-	}
+	p.apply(&w)
 	return w
 }
 
