@@ -231,18 +231,25 @@ type Dispatcher struct {
 
 	mu       sync.Mutex // guards the fields below
 	closed   bool
-	started  int              // workers started, at most Config.Workers
-	idle     int              // workers waiting for a job
-	calls    map[string]*call // Dispatch calls with deliveries not done, by delivery id
-	purges   []string         // targets whose registrations were deleted, to purge
-	reviving int              // Redeliver calls waiting for the Queue
-	early    map[string]bool  // deliveries done while reviving > 0, which a revival may claim
+	started  int                // workers started, at most Config.Workers
+	idle     int                // workers waiting for a job
+	calls    map[string]tracked // deliveries of Dispatch calls not done, by id
+	busy     map[string]bool    // deliveries in flight here, whose outcome is not recorded yet
+	purges   []string           // targets whose registrations were deleted, to purge
+	reviving int                // Redeliver calls waiting for the Queue
+	early    map[string]bool    // deliveries done while reviving > 0, which a revival may claim
 }
 
 // call counts the deliveries of one Dispatch call, for Flush.
 type call struct {
 	pending int
 	done    chan struct{}
+}
+
+// tracked is a delivery of a call that is not done.
+type tracked struct {
+	call   *call
+	target string // for a purge, which says which deliveries it removed by their target
 }
 
 // NewDispatcher returns a Dispatcher that delivers the events of r's
@@ -276,7 +283,7 @@ func NewDispatcher(r *Registry, cfg Config) (*Dispatcher, error) {
 		lease:     orDefault(cfg.Lease, DefaultLease),
 		poll:      orDefault(cfg.PollInterval, DefaultPollInterval),
 		wake:      make(chan struct{}, 1), stop: make(chan struct{}), jobs: make(chan *Delivery),
-		calls: map[string]*call{}}
+		calls: map[string]tracked{}, busy: map[string]bool{}}
 	if d.policy.schedule == nil {
 		d.policy.schedule = defaultRetrySchedule
 	}
@@ -372,7 +379,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, to Enqueuer, track bool, even
 		c = &call{pending: len(all), done: make(chan struct{})}
 		d.mu.Lock()
 		for _, dl := range all {
-			d.calls[dl.ID] = c
+			d.calls[dl.ID] = tracked{c, dl.Target}
 		}
 		d.mu.Unlock()
 	}
@@ -470,16 +477,16 @@ func (d *Dispatcher) purge(key string) {
 // doneLocked counts a delivery that is delivered, dead or dropped for
 // Flush. It requires d.mu held.
 func (d *Dispatcher) doneLocked(id string) {
-	c := d.calls[id]
-	if c == nil {
+	tr, ok := d.calls[id]
+	if !ok {
 		if d.reviving > 0 {
 			d.early[id] = true // perhaps revived by a Redeliver whose ids are not known yet
 		}
 		return
 	}
 	delete(d.calls, id)
-	if c.pending--; c.pending == 0 {
-		close(c.done)
+	if tr.call.pending--; tr.call.pending == 0 {
+		close(tr.call.done)
 	}
 }
 
@@ -493,10 +500,10 @@ func (d *Dispatcher) Flush(ctx context.Context) error {
 	d.mu.Lock()
 	seen := map[*call]bool{}
 	var waits []chan struct{}
-	for _, c := range d.calls {
-		if !seen[c] {
-			seen[c] = true
-			waits = append(waits, c.done)
+	for _, tr := range d.calls {
+		if !seen[tr.call] {
+			seen[tr.call] = true
+			waits = append(waits, tr.call.done)
 		}
 	}
 	d.mu.Unlock()
@@ -556,7 +563,7 @@ func (d *Dispatcher) Redeliver(ctx context.Context, space, webhookID, deliveryID
 	c := &call{done: make(chan struct{})}
 	for _, id := range ids {
 		if !d.early[id] {
-			d.calls[id] = c
+			d.calls[id] = tracked{c, reg.key}
 			c.pending++
 		}
 	}

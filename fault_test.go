@@ -126,9 +126,8 @@ func TestFaultInjection(t *testing.T) {
 	rcv := newFaultyReceiver(t, internal.URL)
 
 	policy := AddressPolicy{AllowedPrefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
-	r := NewRegistry()
-	r.Addresses = policy
-	_, err = r.Create(ctx, Webhook{URL: internal.URL + "/steal", Events: []string{"*"}})
+	r := newRegistry(RegistryConfig{Addresses: policy})
+	_, err = r.Create(ctx, "", Webhook{URL: internal.URL + "/steal", Events: []string{"*"}})
 	require.ErrorIs(t, err, ErrRefusedAddress, "the internal address cannot even be registered")
 	hooks := map[string]Webhook{}
 	for path := range faults {
@@ -180,10 +179,10 @@ func TestFaultInjection(t *testing.T) {
 		}
 	}
 	require.Empty(t, rcv.received["/gone"])
-	gone, err := r.Get(ctx, hooks["/gone"].ID)
+	gone, err := r.Get(ctx, "", hooks["/gone"].ID)
 	require.NoError(t, err)
 	require.NotNil(t, gone.Disabled, "the 410 receiver is disabled")
-	goneDead, err := d.Dead(ctx, gone.ID)
+	goneDead, err := d.Dead(ctx, "", gone.ID)
 	require.NoError(t, err)
 	// Deliveries accepted before it was disabled are kept, dead, for a
 	// replay; later events no longer match it.
@@ -199,7 +198,7 @@ func TestFaultInjection(t *testing.T) {
 	require.Zero(t, stolen.Load(), "nothing reaches the internal address")
 	for path := range faults {
 		if path != "/gone" {
-			h, err := r.Get(ctx, hooks[path].ID)
+			h, err := r.Get(ctx, "", hooks[path].ID)
 			require.NoError(t, err)
 			require.Nil(t, h.Disabled, path)
 		}
