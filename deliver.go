@@ -493,9 +493,11 @@ func (d *Dispatcher) doneLocked(id string) {
 // Flush waits until every delivery accepted (or redelivered) by this
 // Dispatcher before it was called is delivered, dead or dropped (its
 // registration deleted), chunk delays and retries included, or until ctx
-// is done. Deliveries of DispatchTo, and of other replicas, are not
-// waited for. Once Close is called it returns ErrClosed if deliveries are
-// still pending: nothing will send them.
+// is done, whichever replica sends them: those that others finish it
+// learns from the Queue every PollInterval. Deliveries of DispatchTo, and
+// those other replicas accepted, are not waited for. Once Close is called
+// it returns ErrClosed if deliveries are still pending: nothing here will
+// send them.
 func (d *Dispatcher) Flush(ctx context.Context) error {
 	d.mu.Lock()
 	seen := map[*call]bool{}
@@ -507,19 +509,63 @@ func (d *Dispatcher) Flush(ctx context.Context) error {
 		}
 	}
 	d.mu.Unlock()
+	// Real time, whatever the Clock: how often to ask is not a matter of
+	// the deliveries' schedule.
+	tick := time.NewTicker(d.poll)
+	defer tick.Stop()
 	for _, w := range waits {
-		select {
-		case <-w:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-d.stop:
+		for waiting := true; waiting; {
 			select {
 			case <-w:
-			default:
-				return ErrClosed // nothing will deliver them now: they stay in the Queue
+				waiting = false
+			case <-tick.C:
+				if err := d.askQueue(ctx); err != nil {
+					return err
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-d.stop:
+				select {
+				case <-w:
+					waiting = false
+				default:
+					return ErrClosed // nothing here will deliver them now: they stay in the Queue
+				}
 			}
 		}
 	}
+	return nil
+}
+
+// askQueue counts as done the deliveries of Dispatch calls that the Queue
+// no longer holds as pending: another replica finished them.
+func (d *Dispatcher) askQueue(ctx context.Context) error {
+	d.mu.Lock()
+	ids := make([]string, 0, len(d.calls))
+	for id := range d.calls {
+		if !d.busy[id] {
+			ids = append(ids, id)
+		}
+	}
+	d.mu.Unlock()
+	if len(ids) == 0 {
+		return nil
+	}
+	pending, err := d.queue.Pending(ctx, ids...)
+	if err != nil {
+		return fmt.Errorf("webhook: asking the queue what is pending: %w", err)
+	}
+	still := make(map[string]bool, len(pending))
+	for _, id := range pending {
+		still[id] = true
+	}
+	d.mu.Lock()
+	for _, id := range ids {
+		if !still[id] && !d.busy[id] {
+			d.doneLocked(id)
+		}
+	}
+	d.mu.Unlock()
 	return nil
 }
 

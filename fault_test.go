@@ -134,13 +134,16 @@ func TestFaultInjection(t *testing.T) {
 		hooks[path] = mustCreate(t, r, Webhook{URL: rcv.URL + path, Events: []string{"Task.*"}, Signature: testSignature})
 	}
 
-	tr := NewHTTPTransport(HTTPConfig{AddressPolicy: policy, Timeout: 100 * time.Millisecond})
+	// The timeout is what a hang costs; it leaves a loaded machine, with
+	// the race detector on, time to answer the rest.
+	tr := NewHTTPTransport(HTTPConfig{AddressPolicy: policy, Timeout: 250 * time.Millisecond})
 	t.Cleanup(func() { tr.Close() })
 	var attempts, dead atomic.Int64
 	var deliveries sync.Map
 	d := newTestDispatcher(t, r, Config{Transport: tr, Logger: quietLogger(), MaxInFlight: 4,
-		RetrySchedule: []time.Duration{time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond,
-			10 * time.Millisecond, 10 * time.Millisecond},
+		// Enough retries that no live delivery dies, however slow a
+		// machine makes an answer.
+		RetrySchedule: slices.Repeat([]time.Duration{time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond}, 5),
 		MaxRetryAfter: 10 * time.Millisecond,
 		Observer: func(a Attempt) {
 			attempts.Add(1)

@@ -414,6 +414,22 @@ func (q *MemoryQueue) Purge(ctx context.Context, target string) error {
 	return nil
 }
 
+// Pending returns those of ids that q holds as pending, leased or not.
+func (q *MemoryQueue) Pending(ctx context.Context, ids ...string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []string
+	for _, id := range ids {
+		if e := q.entries[id]; e != nil && e.state != stateDead {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
 // NextDue reports when Claim may next return something, as the Queue
 // contract says.
 func (q *MemoryQueue) NextDue(ctx context.Context) (t time.Time, ok bool, err error) {
