@@ -517,12 +517,12 @@ func TestHandlerPages(t *testing.T) {
 	}{
 		{"", byCreated},
 		{"created", byCreated},
-		{"-created", func(a, b Webhook) int { return cmpOr(-a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID)) }},
+		{"-created", func(a, b Webhook) int { return cmpChain(-a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID)) }},
 		{"url,-created", func(a, b Webhook) int {
-			return cmpOr(strings.Compare(a.URL, b.URL), -a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID))
+			return cmpChain(strings.Compare(a.URL, b.URL), -a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID))
 		}},
 		{"-insecure_ssl,modified", func(a, b Webhook) int {
-			return cmpOr(-cmpBool(a.InsecureSSL, b.InsecureSSL), a.Modified.Compare(b.Modified), strings.Compare(a.ID, b.ID))
+			return cmpChain(-cmpBool(a.InsecureSSL, b.InsecureSSL), a.Modified.Compare(b.Modified), strings.Compare(a.ID, b.ID))
 		}},
 		{"-id", func(a, b Webhook) int { return -strings.Compare(a.ID, b.ID) }},
 	}
@@ -546,10 +546,10 @@ func TestHandlerPages(t *testing.T) {
 }
 
 func byCreated(a, b Webhook) int {
-	return cmpOr(a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID))
+	return cmpChain(a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID))
 }
 
-func cmpOr(ns ...int) int {
+func cmpChain(ns ...int) int {
 	for _, n := range ns {
 		if n != 0 {
 			return n
