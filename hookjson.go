@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"encoding/json"
-	"errors"
 	"slices"
 	"strconv"
 	"time"
@@ -300,29 +299,6 @@ func (p *problems) err() error {
 	}
 	slices.SortStableFunc(p.list, func(a, b *FieldError) int { return compareFields(a.Field, b.Field) })
 	return p.list
-}
-
-// mergeErrors joins the field errors among errs, each nil, FieldErrors or
-// a *FieldError, into one FieldErrors in the order of their fields: the
-// REST handler's decoding errors and the Registry's validation errors of
-// the fields that decoded. Another error, if any, is returned instead: it
-// is no problem of the registration.
-func mergeErrors(errs ...error) error {
-	var p problems
-	for _, err := range errs {
-		var fes FieldErrors
-		var fe *FieldError
-		switch {
-		case err == nil:
-		case errors.As(err, &fes):
-			p.list = append(p.list, fes...)
-		case errors.As(err, &fe):
-			p.add(fe)
-		default:
-			return err
-		}
-	}
-	return p.err()
 }
 
 // compareFields orders field names as text, but for runs of digits, which

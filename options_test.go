@@ -356,19 +356,6 @@ func FuzzWebhookJSON(f *testing.F) {
 	})
 }
 
-func TestMergeErrorsSortsTheFieldErrorsOfDecodingAndValidation(t *testing.T) {
-	var p Patch
-	decodeErr := p.UnmarshalJSON([]byte(`{"url": 5, "options": {"chunk_size": "x"}, "events": ["Account.Explode", "Account.Boom"]}`))
-	w := validWebhook()
-	w.Events = *p.Events
-	checkErr := newTestRegistry().check(w)
-	err := mergeErrors(decodeErr, nil, checkErr, invalid("id", "made up"))
-	require.Equal(t, []string{"events[0]", "events[1]", "id", "options.chunk_size", "url"}, fieldsOf(t, err))
-	require.NoError(t, mergeErrors(nil, nil))
-	other := errors.New("the store is down")
-	require.Same(t, other, mergeErrors(decodeErr, other))
-}
-
 func TestFieldErrorsAreInTheOrderOfTheirFields(t *testing.T) {
 	fields := []string{"url", "events[10]", "events[2]", "options.skip_keys[0]", "events", "options.entity.A.filter.x", "options.entity.A.filter-op.x", "events[02]", "id"}
 	var p problems
