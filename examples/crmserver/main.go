@@ -92,14 +92,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if *allowLoopback {
 		policy.AllowedPrefixes = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")}
 	}
-	reg, err := webhook.NewRegistry(ctx, webhook.RegistryConfig{Addresses: policy, Logger: logger})
-	if err != nil {
-		return err
-	}
-	defer reg.Close()
-	transport := webhook.NewHTTPTransport(webhook.HTTPConfig{AddressPolicy: policy})
-	defer transport.Close()
-
 	if *receiver == "" {
 		url, stop, err := startReceiver(out, demoSignature)
 		if err != nil {
@@ -108,27 +100,50 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		defer stop()
 		*receiver = url
 	}
+	svc, err := newService(ctx, policy, out, logger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer cancel()
+		err = errors.Join(err, svc.close(ctx))
+	}()
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(out, curlLines("http://"+reachable(ln.Addr()), *receiver))
+	return serve(ctx, ln, svc.api, logger, out)
+}
 
+// service is the CRM and its webhooks, wired together.
+type service struct {
+	reg       *webhook.Registry
+	transport *webhook.HTTPTransport
+	d         *webhook.Dispatcher
+	api       http.Handler // the CRM's API and the webhook Handler
+}
+
+// newService wires the CRM to a Registry and a Dispatcher that share one
+// AddressPolicy, and mounts the webhook Handler beside the CRM's API.
+func newService(ctx context.Context, policy webhook.AddressPolicy, out io.Writer, logger *slog.Logger) (*service, error) {
+	reg, err := webhook.NewRegistry(ctx, webhook.RegistryConfig{Addresses: policy, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	s := &service{reg: reg, transport: webhook.NewHTTPTransport(webhook.HTTPConfig{AddressPolicy: policy})}
 	c := newCRM(logger)
-	d, err := webhook.NewDispatcher(reg, webhook.Config{
-		Transport: transport,
+	s.d, err = webhook.NewDispatcher(reg, webhook.Config{
+		Transport: s.transport,
 		Expander:  c,
 		Observer:  func(a webhook.Attempt) { fmt.Fprint(out, describe(a)) },
 		Logger:    slog.New(slog.DiscardHandler), // the Observer tells it all
 	})
 	if err != nil {
-		return err
+		return nil, errors.Join(err, s.close(ctx))
 	}
-	defer func() {
-		// After the API: no write can Dispatch any more. Close lets the
-		// requests in flight finish; what is still pending stays in the
-		// Queue, a MemoryQueue here, which the process takes with it.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-		defer cancel()
-		err = errors.Join(err, d.Close(ctx))
-	}()
-	c.d = d
-
+	c.d = s.d
 	hooks, err := webhook.NewHandler(webhook.HandlerConfig{
 		Registry: reg,
 		Prefix:   webhooksPath,
@@ -139,22 +154,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		Logger: logger,
 	})
 	if err != nil {
-		return err
+		return nil, errors.Join(err, s.close(ctx))
 	}
 	mux := http.NewServeMux()
 	mux.Handle(webhooksPath, hooks)     // list, create
 	mux.Handle(webhooksPath+"/", hooks) // get, update, delete, batch-delete, batch-modify
 	c.routes(mux)
-
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
-	base := "http://" + reachable(ln.Addr())
-	fmt.Fprint(out, curlLines(base, *receiver))
 	// CarrySkipKey puts a request's Webhook-Skip-Key into its context,
 	// where Dispatch finds it: the CRM's handlers never read the header.
-	srv := &http.Server{Handler: webhook.CarrySkipKey(mux), ReadHeaderTimeout: 10 * time.Second,
+	s.api = webhook.CarrySkipKey(mux)
+	return s, nil
+}
+
+// close stops the Dispatcher, which must come after the API stopped, so
+// that no write can Dispatch any more, then what it used. Close lets the
+// requests in flight finish until ctx ends; what is still pending stays in
+// the Queue, a MemoryQueue here, which the process takes with it.
+func (s *service) close(ctx context.Context) error {
+	var err error
+	if s.d != nil {
+		err = s.d.Close(ctx)
+	}
+	s.transport.Close()
+	return errors.Join(err, s.reg.Close())
+}
+
+// serve serves h on ln until ctx ends, then lets the requests in flight
+// finish.
+func serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger, out io.Writer) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -164,9 +192,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	case <-ctx.Done():
 	}
 	fmt.Fprintln(out, "shutting down")
-	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
-	return srv.Shutdown(shutdown)
+	return srv.Shutdown(ctx)
 }
 
 // reachable returns the host:port a client dials to reach a listener:

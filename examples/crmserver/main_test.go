@@ -29,7 +29,7 @@ const hung = 2 * time.Minute
 // and checks what reaches the receiver they register.
 func TestPrintedCurlLines(t *testing.T) {
 	rcv := newReceiver(t)
-	srv := startServer(t, rcv.URL)
+	srv := startServer(t, "-receiver", rcv.URL)
 
 	api := srv.base + "/api/v100/rest/spaces/acme/entities/"
 	var lines []string
@@ -115,7 +115,7 @@ func TestPrintedCurlLines(t *testing.T) {
 // space that sees nothing.
 func TestWebhooksOfTheCRM(t *testing.T) {
 	rcv := newReceiver(t)
-	srv := startServer(t, rcv.URL)
+	srv := startServer(t, "-receiver", rcv.URL)
 	api := srv.base + "/api/v100/rest/spaces/team-1/entities/"
 	const secret = "0b9e5c9a-7d4f-4b55-9e61-2f8d8c3a1e07"
 
@@ -180,25 +180,59 @@ func TestWebhooksOfTheCRM(t *testing.T) {
 	rcv.none(t)
 }
 
+// TestBuiltInReceiver runs the server as a user does, without -receiver,
+// and the first printed curl lines: its own receiver prints the account
+// it gets, its signature verified.
+func TestBuiltInReceiver(t *testing.T) {
+	srv := startServer(t)
+	var lines []string
+	for _, line := range srv.banner {
+		if strings.HasPrefix(line, "curl ") {
+			lines = append(lines, line)
+		}
+	}
+	require.GreaterOrEqual(t, len(lines), 2, "the banner: %q", srv.banner)
+	for _, line := range lines[:2] { // register, create an account
+		words, err := shellWords(line)
+		require.NoError(t, err, line)
+		c, err := parseCurl(words)
+		require.NoError(t, err, line)
+		status, answer := do(t, c.method, c.url, c.header, c.body)
+		require.Equal(t, http.StatusCreated, status, "%s answered %s", line, answer)
+	}
+	for _, want := range []string{"receiver: POST /hook, webhook-id ", `  Account.Create in "acme": {"id":"` + demoAccount + `"`} {
+		select {
+		case line := <-srv.output:
+			require.True(t, strings.HasPrefix(line, want), "printed %q, want %q...", line, want)
+			if strings.HasPrefix(line, "receiver:") {
+				require.True(t, strings.HasSuffix(line, ", signature verified"), line)
+			}
+		case <-time.After(hung):
+			t.Fatalf("the receiver printed nothing")
+		}
+	}
+}
+
 // server is the example running in the test, through run.
 type server struct {
-	base   string   // where its API listens
-	banner []string // the lines it printed at start
+	base   string      // where its API listens
+	banner []string    // the lines it printed at start
+	output chan string // the lines it printed after them
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
 }
 
-// startServer runs the example on a free port with receiver as -receiver
-// until stop, or the end of the test.
-func startServer(t *testing.T, receiver string) *server {
+// startServer runs the example on a free port, with args, until stop or
+// the end of the test.
+func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{cancel: cancel, done: make(chan error, 1)}
+	s := &server{cancel: cancel, done: make(chan error, 1), output: make(chan string, 1000)}
 	stdout, w := io.Pipe()
 	var stderr lockedBuffer
 	go func() {
-		s.done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-receiver", receiver}, w, &stderr)
+		s.done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), w, &stderr)
 		w.Close()
 	}()
 	started := make(chan struct{})
@@ -213,6 +247,11 @@ func startServer(t *testing.T, receiver string) *server {
 				if !inBanner {
 					close(started)
 				}
+				continue
+			}
+			select {
+			case s.output <- lines.Text():
+			default: // a test that does not read them
 			}
 		}
 		if inBanner {
