@@ -50,6 +50,9 @@ const (
 	// shutdownTimeout bounds the wait for requests in flight, of the API
 	// and of webhooks, at shutdown.
 	shutdownTimeout = 10 * time.Second
+	// flushTimeout bounds the wait for the webhooks still pending at
+	// shutdown.
+	flushTimeout = 5 * time.Second
 	// The team space, webhook signature (a UUID, as Pipeliner requires) and
 	// account id of the printed curl lines.
 	demoSpace     = "acme"
@@ -123,6 +126,7 @@ type service struct {
 	transport *webhook.HTTPTransport
 	d         *webhook.Dispatcher
 	api       http.Handler // the CRM's API and the webhook Handler
+	out       io.Writer
 }
 
 // newService wires the CRM to a Registry and a Dispatcher that share one
@@ -132,7 +136,7 @@ func newService(ctx context.Context, policy webhook.AddressPolicy, out io.Writer
 	if err != nil {
 		return nil, err
 	}
-	s := &service{reg: reg, transport: webhook.NewHTTPTransport(webhook.HTTPConfig{AddressPolicy: policy})}
+	s := &service{reg: reg, transport: webhook.NewHTTPTransport(webhook.HTTPConfig{AddressPolicy: policy}), out: out}
 	c := newCRM(logger)
 	s.d, err = webhook.NewDispatcher(reg, webhook.Config{
 		Transport: s.transport,
@@ -167,14 +171,22 @@ func newService(ctx context.Context, policy webhook.AddressPolicy, out io.Writer
 }
 
 // close stops the Dispatcher, which must come after the API stopped, so
-// that no write can Dispatch any more, then what it used. Close lets the
-// requests in flight finish until ctx ends; what is still pending stays in
-// the Queue, a MemoryQueue here, which the process takes with it.
+// that no write can Dispatch any more, then what it used.
 func (s *service) close(ctx context.Context) error {
-	var err error
-	if s.d != nil {
-		err = s.d.Close(ctx)
+	if s.d == nil {
+		s.transport.Close()
+		return s.reg.Close()
 	}
+	// A MemoryQueue's pending deliveries end with the process: Flush gives
+	// them a few seconds to go out (a durable Queue would keep them for
+	// the next start instead). Close then lets the requests in flight
+	// finish until ctx ends.
+	flush, cancel := context.WithTimeout(ctx, flushTimeout)
+	defer cancel()
+	if err := s.d.Flush(flush); err != nil {
+		fmt.Fprintln(s.out, "webhooks still pending are dropped:", err)
+	}
+	err := s.d.Close(ctx)
 	s.transport.Close()
 	return errors.Join(err, s.reg.Close())
 }
