@@ -478,7 +478,7 @@ func (c *restCall) answer(status int, v any) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store") // answers carry signatures
 	c.w.WriteHeader(status)
-	c.w.Write(b)
+	c.w.Write(append(b, '\n')) // as json.Encoder ends a value, and a terminal likes it
 }
 
 // shortText keeps echoed input readable and valid in messages.

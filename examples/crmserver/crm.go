@@ -352,7 +352,7 @@ func (c *crm) internal(w http.ResponseWriter, err error) {
 func answer(w http.ResponseWriter, status int, data []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	fmt.Fprintf(w, `{"success":true,"data":%s}`, data)
+	fmt.Fprintf(w, "{\"success\":true,\"data\":%s}\n", data)
 }
 
 // errorNames are the names and codes of Pipeliner's error JSON, as the
@@ -377,7 +377,7 @@ func fail(w http.ResponseWriter, status int, format string, args ...any) {
 		"code": e.code, "name": e.name, "message": fmt.Sprintf(format, args...)})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	w.Write(body)
+	w.Write(append(body, '\n'))
 }
 
 func jsonArray(recs [][]byte) []byte {

@@ -122,27 +122,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 
 // service is the CRM and its webhooks, wired together.
 type service struct {
-	reg       *webhook.Registry
-	transport *webhook.HTTPTransport
-	d         *webhook.Dispatcher
-	api       http.Handler // the CRM's API and the webhook Handler
-	out       io.Writer
+	reg *webhook.Registry
+	d   *webhook.Dispatcher
+	api http.Handler // the CRM's API and the webhook Handler
+	out io.Writer
 }
 
-// newService wires the CRM to a Registry and a Dispatcher that share one
-// AddressPolicy, and mounts the webhook Handler beside the CRM's API.
+// newService wires the CRM to a Registry and a Dispatcher, whose default
+// Transport takes the Registry's AddressPolicy, and mounts the webhook
+// Handler beside the CRM's API.
 func newService(ctx context.Context, policy webhook.AddressPolicy, out io.Writer, logger *slog.Logger) (*service, error) {
 	reg, err := webhook.NewRegistry(ctx, webhook.RegistryConfig{Addresses: policy, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
-	s := &service{reg: reg, transport: webhook.NewHTTPTransport(webhook.HTTPConfig{AddressPolicy: policy}), out: out}
+	s := &service{reg: reg, out: out}
 	c := newCRM(logger)
 	s.d, err = webhook.NewDispatcher(reg, webhook.Config{
-		Transport: s.transport,
-		Expander:  c,
-		Observer:  func(a webhook.Attempt) { fmt.Fprint(out, describe(a)) },
-		Logger:    slog.New(slog.DiscardHandler), // the Observer tells it all
+		Expander: c,
+		Observer: func(a webhook.Attempt) { fmt.Fprint(out, describe(a)) },
+		Logger:   slog.New(slog.DiscardHandler), // the Observer tells it all
 	})
 	if err != nil {
 		return nil, errors.Join(err, s.close(ctx))
@@ -174,7 +173,6 @@ func newService(ctx context.Context, policy webhook.AddressPolicy, out io.Writer
 // that no write can Dispatch any more, then what it used.
 func (s *service) close(ctx context.Context) error {
 	if s.d == nil {
-		s.transport.Close()
 		return s.reg.Close()
 	}
 	// A MemoryQueue's pending deliveries end with the process: Flush gives
@@ -186,9 +184,7 @@ func (s *service) close(ctx context.Context) error {
 	if err := s.d.Flush(flush); err != nil {
 		fmt.Fprintln(s.out, "webhooks still pending are dropped:", err)
 	}
-	err := s.d.Close(ctx)
-	s.transport.Close()
-	return errors.Join(err, s.reg.Close())
+	return errors.Join(s.d.Close(ctx), s.reg.Close())
 }
 
 // serve serves h on ln until ctx ends, then lets the requests in flight
@@ -230,8 +226,7 @@ func curlLines(base, receiver string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "CRM API on %s; a receiver on %s\n\n", base, receiver)
 	step := func(comment, method, url, header, body string) {
-		// -w adds the newline that the JSON answers lack.
-		fmt.Fprintf(&b, "# %s\ncurl -sS -w '\\n'", strings.ReplaceAll(comment, "\n", "\n# "))
+		fmt.Fprintf(&b, "# %s\ncurl -sS", strings.ReplaceAll(comment, "\n", "\n# "))
 		if method != "GET" {
 			fmt.Fprintf(&b, " -X %s", method)
 		}

@@ -410,10 +410,6 @@ func parseCurl(words []string) (curlCall, error) {
 			return c, fmt.Errorf("%s without its value", flag)
 		}
 		switch arg := words[i]; flag {
-		case "-w":
-			if arg != `\n` {
-				return c, fmt.Errorf("-w %q", arg)
-			}
 		case "-X":
 			c.method = arg
 		case "-H":
