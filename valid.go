@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/bits"
 	"strings"
+	"sync"
 
 	"github.com/tidwall/gjson"
 )
@@ -77,52 +78,120 @@ func validJSON(b []byte, m *members) bool { return checkJSON(b, m, "", nil) == j
 // compared with the object's earlier keys, kept in a keyStack.
 func checkJSON(b []byte, m *members, like string, lm *members) jsonFault {
 	var keys keyStack
-	keys.saved = len(keys.kept)
-	return scanJSON(b, m, like, lm, &keys)
+	keys.saved, keys.inBuf = len(keys.buf), len(keys.buf)
+	fault := scanJSON(b, m, like, lm, &keys)
+	keys.release()
+	return fault
 }
 
 // keyStack is what checkJSON knows of the keys of the objects open around
-// where it is. kept holds, from its start, tag<<32 | offset of each key of
-// each open object, the outermost first; and from its end, for each open
-// container within another, the bloom filter of the one around it and
-// where that one's keys start. It is not allocated, and so is bounded: a
-// record with more keys open at once than it holds is left to
-// duplicateKey. Its state lives in memory rather than in scanJSON's
-// variables, which then keeps the scan's own in registers.
+// where it is. Its slots hold, from their start, tag<<32 | offset of each
+// key of each open object, the outermost first; and from their end, for
+// each open container within another, the bloom filter of the one around
+// it and where that one's keys start. The slots are buf until it is full,
+// then more, a larger buffer of keyPool, so that wide records do not
+// allocate either; past maxKept, the answer is duplicateKey's. Its state
+// lives in memory rather than in scanJSON's variables, which then keeps
+// the scan's own in registers.
 type keyStack struct {
 	objects uint64   // a bit for each level of nesting, set for an object
 	top     bloom512 // the outermost object's filter
 	bloom   uint64   // the innermost object's, below the outermost
-	base    int      // where the innermost object's keys start in kept
-	n       int      // how many keys kept holds
-	saved   int      // where the saved filters start in kept
+	base    int      // where the innermost object's keys start
+	n       int      // how many keys there are
+	saved   int      // where the saved filters start
+	inBuf   int      // saved while the slots are buf, else 0: below it, a key goes into buf
 	dup     bool     // a key is repeated
-	unsure  bool     // kept was full: duplicateKey decides
-	kept    [128]uint64
+	unsure  bool     // keys were lost: duplicateKey decides
+	more    []uint64 // the slots, once buf is full: *pooled
+	pooled  *[]uint64
+	buf     [128]uint64
+}
+
+// maxKept bounds the buffers a keyStack borrows: 512 KiB.
+const maxKept = 1 << 16
+
+var keyPool = sync.Pool{New: func() any { return new([]uint64) }}
+
+// slots returns the slots in use.
+func (s *keyStack) slots() []uint64 {
+	if s.more != nil {
+		return s.more
+	}
+	return s.buf[:]
+}
+
+// keep keeps the key of tag at offset.
+func (s *keyStack) keep(tag uint32, offset int) {
+	if s.n == s.saved && !s.grow() {
+		s.unsure = true
+		return
+	}
+	s.slots()[s.n] = uint64(tag)<<32 | uint64(offset)
+	s.n++
 }
 
 // save keeps the innermost object's filter and base while a container
-// inside it is open. The saved state takes precedence over keys: 62 levels
-// of it always fit, and keys lost make the answer duplicateKey's.
+// inside it is open. The saved state takes precedence over keys: if the
+// slots cannot grow, keys are lost, and the answer is duplicateKey's.
 func (s *keyStack) save() {
-	if s.saved-2 < s.n {
+	if s.saved-2 < s.n && !s.grow() {
 		s.unsure, s.n = true, 0
 	}
 	s.saved -= 2
-	s.kept[s.saved], s.kept[s.saved+1] = s.bloom, uint64(s.base)
+	slots := s.slots()
+	slots[s.saved], slots[s.saved+1] = s.bloom, uint64(s.base)
+	if s.more == nil {
+		s.inBuf = s.saved
+	}
 }
 
 // restore is the converse of save, when the container is closed.
 func (s *keyStack) restore() {
-	s.bloom, s.base = s.kept[s.saved], int(s.kept[s.saved+1])
+	slots := s.slots()
+	s.bloom, s.base = slots[s.saved], int(slots[s.saved+1])
 	s.saved += 2
+	if s.more == nil {
+		s.inBuf = s.saved
+	}
+}
+
+// grow moves the slots into a buffer eight times larger, keys at its start
+// and saved filters at its end, unless that would pass maxKept.
+func (s *keyStack) grow() bool {
+	slots := s.slots()
+	size := 8 * len(slots)
+	if size > maxKept {
+		return false
+	}
+	p := keyPool.Get().(*[]uint64)
+	if cap(*p) < size {
+		*p = make([]uint64, size)
+	}
+	larger := (*p)[:size]
+	copy(larger, slots[:s.n])
+	saves := copy(larger[size-(len(slots)-s.saved):], slots[s.saved:])
+	s.release()
+	s.more, s.pooled, s.saved, s.inBuf = larger, p, size-saves, 0
+	return true
+}
+
+// release gives back the buffer the slots borrowed, if any.
+func (s *keyStack) release() {
+	if s.pooled != nil {
+		keyPool.Put(s.pooled)
+		s.more, s.pooled = nil, nil
+	}
 }
 
 // repeated reports whether the key whose text starts at b[start], after
 // its quote, and whose tag is tag is one of the innermost object's earlier
-// keys.
+// keys. Once keys were lost, it leaves the answer to duplicateKey.
 func (s *keyStack) repeated(b []byte, tag uint32, start int) bool {
-	for _, k := range s.kept[s.base:s.n] {
+	if s.unsure {
+		return false
+	}
+	for _, k := range s.slots()[s.base:s.n] {
 		if uint32(k>>32) == tag && sameKey(b, int(uint32(k)), start) {
 			return true
 		}
@@ -306,11 +375,11 @@ key:
 					keys.dup = keys.repeated(b, tag, int(s.key))
 				}
 				keys.top.add(tag)
-				if keys.n < keys.saved {
-					keys.kept[keys.n] = uint64(tag)<<32 | uint64(s.key)
+				if keys.n < keys.inBuf {
+					keys.buf[keys.n] = uint64(tag)<<32 | uint64(s.key)
 					keys.n++
 				} else {
-					keys.unsure = true
+					keys.keep(tag, int(s.key))
 				}
 			}
 			m.open = false
@@ -356,11 +425,11 @@ key:
 		if seen && !keys.dup {
 			keys.dup = keys.repeated(b, tag, keyStart)
 		}
-		if keys.n < keys.saved {
-			keys.kept[keys.n] = uint64(tag)<<32 | uint64(keyStart)
+		if keys.n < keys.inBuf {
+			keys.buf[keys.n] = uint64(tag)<<32 | uint64(keyStart)
 			keys.n++
 		} else {
-			keys.unsure = true
+			keys.keep(tag, keyStart)
 		}
 	}
 	if i >= len(b) || b[i] != ':' { // most often it is, with no space

@@ -183,6 +183,11 @@ func TestCheckJSONAgreesWithEncodingJSON(t *testing.T) {
 		cases = append(cases, wideObject(n, ""), wideObject(n, `"k0":0`), wideObject(n, fmt.Sprintf(`"k%d":0`, n-1)),
 			`{"x":`+wideObject(n, "")+`}`, `{"x":`+wideObject(n, `"k1":0`)+`}`, `[`+wideObject(n, fmt.Sprintf(`"k%d":0`, n/2))+`]`)
 	}
+	// A keyStack full when a container opens gives up its keys.
+	for _, n := range []int{120, 124, 125, 126, 127} {
+		cases = append(cases, `{"a":`+wideObject(n, `"y":[1],"k0":0`)+`}`, `{"a":`+wideObject(n, `"y":{"k0":[{"k1":1}]},"k1":0`)+`}`,
+			wideObject(n, `"y":[[[{"a":1,"a":2}]]]`))
+	}
 	record, err := os.ReadFile("testdata/opportunity-1.5k.json")
 	require.NoError(t, err)
 	cases = append(cases, string(record), string(record[:len(record)-2]), string(record)+"x",
@@ -351,6 +356,38 @@ func BenchmarkValidJSON(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkValidJSONKeys measures what the duplicate-key rule costs by the
+// shape of a record: keys a keyStack holds, more than it holds (then
+// duplicateKey decides, and allocates), and escaped keys, which are
+// decoded. json.Valid is the baseline: it checks neither depth nor keys.
+func BenchmarkValidJSONKeys(b *testing.B) {
+	escaped := strings.NewReplacer(`"k1`, `"\u006b1`).Replace(wideObject(50, ""))
+	for _, c := range []struct{ name, record string }{
+		{"100 keys", wideObject(100, "")},
+		{"200 keys", wideObject(200, "")},
+		{"50 keys, 11 escaped", escaped},
+	} {
+		for _, v := range []struct {
+			name  string
+			valid func([]byte) bool
+		}{
+			{"validJSON", func(b []byte) bool { return validJSON(b, nil) }},
+			{"json.Valid", json.Valid},
+		} {
+			record := []byte(c.record)
+			b.Run(c.name+"/"+v.name, func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetBytes(int64(len(record)))
+				for b.Loop() {
+					if !v.valid(record) {
+						b.Fatal("the record is valid JSON")
+					}
+				}
+			})
+		}
 	}
 }
 
