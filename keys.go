@@ -111,8 +111,8 @@ func asWritten(k string) bool {
 // duplicateKey finds the first object in b, a valid JSON value nesting at
 // most maxDepth levels, that has a key twice, and returns where it is (a
 // path from b: "", ".owner", ".contacts[2]") and the key. It is the slow
-// and exact check: for records with very wide objects, and to name what
-// checkJSON found.
+// and exact check, which allocates: to name what checkJSON found, and for
+// the records checkJSON cannot check itself (see keyStack).
 func duplicateKey(b []byte) (at, key string, found bool) {
 	s := bytesView(b)
 	s = s[validSpace(s, 0):]
@@ -173,7 +173,7 @@ func recordError(field string, b []byte, fault jsonFault) *FieldError {
 		return invalid(field, "nests arrays and objects more than %d levels deep", maxDepth)
 	case jsonDuplicate:
 		at, key, _ := duplicateKey(b)
-		return invalid(field+at, "has the key %q twice", key)
+		return invalid(field+at, "has the key %q twice", shorten([]byte(key)))
 	}
 	return invalid(field, "not JSON")
 }
