@@ -97,11 +97,12 @@ type HTTPConfig struct {
 	// instead. 0 means 64 KiB.
 	MaxResponseBody int64
 	// MaxResponseHeader is the most bytes of an answer's status line and
-	// header fields that are read; an answer with more fails the attempt,
-	// with net/http's "server response headers exceeded" error, so that a
-	// receiver cannot make the sender hold megabytes per attempt. 0 means
-	// 64 KiB. It replaces the MaxResponseHeaderBytes of the client's
-	// *http.Transport in the clones, and holds for HTTP/2 too.
+	// header fields that are read, so that a receiver cannot make the
+	// sender hold megabytes per attempt. An answer with more fails the
+	// attempt: over HTTP/1 with net/http's "server response headers
+	// exceeded" error, over HTTP/2 with a protocol error. 0 means 64 KiB.
+	// It replaces the MaxResponseHeaderBytes of the client's
+	// *http.Transport in the clones.
 	MaxResponseHeader int64
 	// Resolver resolves receivers' names when the HTTPTransport dials
 	// itself, that is when the client's *http.Transport has no
