@@ -388,27 +388,28 @@ key:
 		}
 	}
 	keyStart, escaped = i+1, false
-	if i = validPlain(b, i+1); i < len(b) && b[i] == '"' {
-		i++
-	} else if i = validString(b, i); i < 0 {
-		return jsonSyntax
-	} else {
-		escaped = true // perhaps: only a decoder can tell
-	}
 	{
-		// keyTag, written out for the keys most are: up to 16 bytes,
-		// without escapes, ASCII, and with 16 bytes to read from b.
 		var tag uint32
-		if n := uint(i - 1 - keyStart); n <= 16 && !escaped && keyStart+16 <= len(b) {
-			mask := &keyMasks[n]
-			w0 := binary.LittleEndian.Uint64(b[keyStart:keyStart+8:keyStart+8]) & mask[0]
-			w1 := binary.LittleEndian.Uint64(b[keyStart+8:keyStart+16:keyStart+16]) & mask[1]
-			tag = uint32(((uint64(n)^w0)*keyMul ^ w1) * keyMul >> 32)
-			if (w0|w1)&0x8080808080808080 != 0 {
-				tag = keyTag(b, keyStart, i-1, escaped)
+		if i = validPlain(b, i+1); i < len(b) && b[i] == '"' {
+			i++
+			// keyTag, written out for the keys most are: up to 16 bytes,
+			// without escapes, ASCII, and with 16 bytes to read from b.
+			if n := uint(i - 1 - keyStart); n <= 16 && keyStart+16 <= len(b) {
+				mask := &keyMasks[n]
+				w0 := binary.LittleEndian.Uint64(b[keyStart:keyStart+8:keyStart+8]) & mask[0]
+				w1 := binary.LittleEndian.Uint64(b[keyStart+8:keyStart+16:keyStart+16]) & mask[1]
+				tag = uint32(((uint64(n)^w0)*keyMul ^ w1) * keyMul >> 32)
+				if (w0|w1)&0x8080808080808080 != 0 {
+					tag = keyTag(b, keyStart, i-1, false)
+				}
+			} else {
+				tag = keyTag(b, keyStart, i-1, false)
 			}
+		} else if i = validString(b, i); i < 0 {
+			return jsonSyntax
 		} else {
-			tag = keyTag(b, keyStart, i-1, escaped)
+			escaped = true // perhaps: only a decoder can tell
+			tag = keyTag(b, keyStart, i-1, true)
 		}
 		if m != nil && depth == 1 {
 			m.add(keyStart, i-1, escaped, tag)
