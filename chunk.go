@@ -87,7 +87,7 @@ func appendItem(ctx context.Context, exp Expander, reg *registration, ev *event,
 	dst = append(dst, `,"entity":`...)
 	var err error
 	if rules := reg.entities[ev.optionsKey]; rules != nil {
-		dst, err = rules.proj.apply(ctx, exp, ev.Space, ev.optionsKey, ev.data, m, dst)
+		dst, err = rules.proj.apply(ctx, exp, "data", ev.Space, ev.optionsKey, ev.data, m, dst)
 	} else {
 		dst = append(dst, ev.data.Raw...)
 	}
@@ -96,7 +96,7 @@ func appendItem(ctx context.Context, exp Expander, reg *registration, ev *event,
 	}
 	dst = append(dst, `,"related_entity":`...)
 	if ev.related.Exists() {
-		dst, err = reg.related.apply(ctx, exp, ev.Space, ev.RelatedEntity, ev.related, nil, dst)
+		dst, err = reg.related.apply(ctx, exp, "related", ev.Space, ev.RelatedEntity, ev.related, nil, dst)
 		if err != nil {
 			return dst, err
 		}

@@ -337,7 +337,9 @@ func orDefault[T int | int64 | time.Duration](v, def T) T {
 // It refuses, with an error that wraps ErrInvalid and names the event, an
 // event whose name is not in the catalogue (or is a wildcard), whose Data
 // is not a JSON object, whose Previous or Related is neither empty, null
-// nor a JSON object, or a CustomEntity event without CustomEntity; with an
+// nor a JSON object, a record (these three, or an Expander's answer) that
+// nests more than 62 levels or has a key twice in an object (see the
+// README), or a CustomEntity event without CustomEntity; with an
 // error that wraps ErrTooLarge, an event whose item alone exceeds
 // Config.MaxBody; with an error that wraps ErrQueueFull, a call that would
 // take the Queue past its bounds; and it returns the Expander's and the

@@ -116,8 +116,9 @@ func (n *node) search(key string) *node {
 
 // apply returns the record as the registration sends it: expanded by the
 // host, then cut down by load-only. m, when not nil, holds the member spans
-// validJSON noted for rec.
-func (p *projection) apply(ctx context.Context, exp Expander, space, entity string, rec gjson.Result, m *members, dst []byte) ([]byte, error) {
+// validJSON noted for rec. field names rec in the event ("data",
+// "related"), for an error in the Expander's answer.
+func (p *projection) apply(ctx context.Context, exp Expander, field, space, entity string, rec gjson.Result, m *members, dst []byte) ([]byte, error) {
 	if len(p.expand) > 0 && exp != nil {
 		// Paths is a copy: the registration's own must not change under it.
 		out, err := exp.Expand(ctx, ExpandRequest{Space: space, Entity: entity,
@@ -126,8 +127,14 @@ func (p *projection) apply(ctx context.Context, exp Expander, space, entity stri
 			return dst, fmt.Errorf("expand %s %v: %w", entity, p.expand, err)
 		}
 		m = nil // of the record before
-		if rec = gjson.ParseBytes(out); !validJSON(out, nil) || !rec.IsObject() {
-			return dst, fmt.Errorf("expand %s %v: the Expander returned %s, not a JSON object", entity, p.expand, shorten(out))
+		// The answer is a record like the host's own, under the same rules.
+		rec = gjson.ParseBytes(out)
+		if fault := checkJSON(out, nil, "", nil); fault != jsonOK {
+			return dst, fmt.Errorf("expand %s %v: the Expander's answer: %w", entity, p.expand, recordError(field, out, fault))
+		}
+		if !rec.IsObject() {
+			return dst, fmt.Errorf("expand %s %v: the Expander's answer: %w", entity, p.expand,
+				invalid(field, "the Expander returned %s, not a JSON object", shorten(out)))
 		}
 	}
 	if p.only == nil {

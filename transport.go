@@ -53,13 +53,19 @@ const (
 	// are to answer quickly and briefly, and a large answer must not cost
 	// memory.
 	defaultMaxResponseBody = 64 << 10
+	// defaultMaxResponseHeader bounds an answer's status line and header
+	// for the same reason: net/http reads up to 10 MiB of them otherwise,
+	// per attempt. Real answers carry a few hundred bytes; 64 KiB leaves
+	// room for a proxy's cookies and tracing headers.
+	defaultMaxResponseHeader = 64 << 10
 	// keepAlive is what net.Dialer and http.DefaultTransport use.
 	keepAlive = 30 * time.Second
 )
 
 // HTTPConfig configures an HTTPTransport. The zero value is the default:
 // the SSRF guard on, 30 second requests, 10 second connects, 64 KiB of
-// each answer kept. NewHTTPTransport reads it once.
+// each answer's header read and 64 KiB of its body kept. NewHTTPTransport
+// reads it once.
 type HTTPConfig struct {
 	// Client sends the requests. nil means a client of the transport's own.
 	// Its Timeout and Jar are kept; redirects are never followed, since a
@@ -71,7 +77,7 @@ type HTTPConfig struct {
 	// HTTPTransport for what the clones change. Any other RoundTripper is
 	// used as it is: then only the URL's host is checked (CheckURL), and
 	// the RoundTripper decides about dialling, proxies, certificates and
-	// TLS versions.
+	// TLS versions, and how much of an answer's header it reads.
 	Client *http.Client
 
 	// AddressPolicy decides which addresses requests may go to. The zero
@@ -90,6 +96,14 @@ type HTTPConfig struct {
 	// Response.Body; the rest is never read, the connection is closed
 	// instead. 0 means 64 KiB.
 	MaxResponseBody int64
+	// MaxResponseHeader is the most bytes of an answer's status line and
+	// header fields that are read, so that a receiver cannot make the
+	// sender hold megabytes per attempt. An answer with more fails the
+	// attempt: over HTTP/1 with net/http's "server response headers
+	// exceeded" error, over HTTP/2 with a protocol error. 0 means 64 KiB.
+	// It replaces the MaxResponseHeaderBytes of the client's
+	// *http.Transport in the clones.
+	MaxResponseHeader int64
 	// Resolver resolves receivers' names when the HTTPTransport dials
 	// itself, that is when the client's *http.Transport has no
 	// DialContext of its own. nil means net.DefaultResolver.
@@ -106,8 +120,9 @@ type HTTPConfig struct {
 // so that a name resolving to a refused address, and DNS rebinding, fail
 // too. A refusal is an error wrapping ErrRefusedAddress.
 //
-// The clones of the client's *http.Transport enforce the policy as
-// follows. Without a DialContext of the host's, they dial with a
+// The clones of the client's *http.Transport read at most
+// HTTPConfig.MaxResponseHeader bytes of an answer's header, and enforce
+// the policy as follows. Without a DialContext of the host's, they dial with a
 // net.Dialer whose Control checks each resolved address before the
 // connection is attempted, so nothing at all reaches a refused address.
 // With the host's DialContext (or DialTLSContext, or the deprecated Dial
@@ -169,8 +184,12 @@ func NewHTTPTransport(cfg HTTPConfig) *HTTPTransport {
 }
 
 // harden makes a clone of the host's transport what HTTPTransport's doc
-// says: guarded dials, no proxy, TLS 1.2 or later.
+// says: guarded dials, no proxy, TLS 1.2 or later, a bounded header.
 func (t *HTTPTransport) harden(clone *http.Transport, ownDialer bool, cfg HTTPConfig, insecure bool) *http.Transport {
+	clone.MaxResponseHeaderBytes = cfg.MaxResponseHeader
+	if clone.MaxResponseHeaderBytes <= 0 {
+		clone.MaxResponseHeaderBytes = defaultMaxResponseHeader
+	}
 	if clone.TLSClientConfig == nil {
 		clone.TLSClientConfig = &tls.Config{}
 	}

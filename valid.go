@@ -5,13 +5,30 @@ import (
 	"math"
 	"math/bits"
 	"strings"
+	"sync"
 
 	"github.com/tidwall/gjson"
 )
 
-// validMaxDepth is encoding/json's limit on nesting: arrays and objects
-// together, 10000 levels accepted and 10001 refused.
-const validMaxDepth = 10000
+// maxDepth is how deeply a record may nest arrays and objects. The request
+// built from a record nests two levels more (the array of items and the
+// item), and 64 levels is the lowest limit among the JSON parsers receivers
+// use by default: .NET's System.Text.Json and Json.NET (Ruby's allows 100,
+// serde_json 128, PHP 512, Jackson 1,000, encoding/json 10,000). A deeper
+// record would be refused at the receiver and retried until dead; no CRM
+// record comes near it. It also keeps the validator's stack of open
+// containers in one word.
+const maxDepth = 62
+
+// A jsonFault is why checkJSON refuses a record, or jsonOK.
+type jsonFault uint8
+
+const (
+	jsonOK        jsonFault = iota
+	jsonSyntax              // not JSON, as encoding/json's Valid says
+	jsonTooDeep             // nests more than maxDepth levels
+	jsonDuplicate           // an object has a key twice (see duplicateKey)
+)
 
 // Classes of bytes for validJSON.
 const (
@@ -40,23 +57,150 @@ var jsonClass = func() (t [256]uint8) {
 	return t
 }()
 
-// validJSON reports whether b is one valid JSON value, exactly as
-// encoding/json's Valid does, without allocating. Like Valid it accepts
+// validJSON reports whether b is a record the package accepts: one JSON
+// value that encoding/json's Valid accepts, nesting at most maxDepth
+// levels, in which no object has a key twice. Like Valid it accepts
 // strings holding bytes that are not UTF-8 and \u escapes of lone
-// surrogates, and refuses nesting deeper than validMaxDepth. When m is not
-// nil and b is an object, it notes in m where b's members are, so that
-// reading one costs no second scan.
-func validJSON(b []byte, m *members) bool { return validJSONLike(b, m, "", nil) }
+// surrogates. When m is not nil and b is an object, it notes in m where
+// b's members are, so that reading one costs no second scan.
+func validJSON(b []byte, m *members) bool { return checkJSON(b, m, "", nil) == jsonOK }
 
-// validJSONLike is validJSON for a b that may repeat much of like, a valid
-// object whose members validJSON noted in lm: the record before an update
-// and the record after it. A member of b, key and value, whose text is
-// that of like's member in the same place is valid as it stands there, and
-// is noted without being scanned again; m must not be nil for it.
-func validJSONLike(b []byte, m *members, like string, lm *members) bool {
-	// A bit for each level of nesting, set for an object, and the innermost
-	// level's kept at hand.
-	var objects [validMaxDepth/64 + 1]uint64
+// checkJSON is validJSON, saying what is wrong, for a b that may repeat
+// much of like, a valid object whose members validJSON noted in lm: the
+// record before an update and the record after it. A member of b, key and
+// value, whose text is that of like's member in the same place is valid as
+// it stands there, and is noted without being scanned again; m must not be
+// nil for it.
+//
+// A duplicate key is found without allocating: each object has a bloom
+// filter of its keys' hashes (512 bits for the outermost, where most keys
+// are, one word for the others), and a key whose bit is set already is
+// compared with the object's earlier keys, kept in a keyStack.
+func checkJSON(b []byte, m *members, like string, lm *members) jsonFault {
+	var keys keyStack
+	keys.saved, keys.inBuf = len(keys.buf), len(keys.buf)
+	fault := scanJSON(b, m, like, lm, &keys)
+	keys.release()
+	return fault
+}
+
+// keyStack is what checkJSON knows of the keys of the objects open around
+// where it is. Its slots hold, from their start, tag<<32 | offset of each
+// key of each open object, the outermost first; and from their end, for
+// each open container within another, the bloom filter of the one around
+// it and where that one's keys start. The slots are buf until it is full,
+// then more, a larger buffer of keyPool, so that wide records do not
+// allocate either; past maxKept, the answer is duplicateKey's. Its state
+// lives in memory rather than in scanJSON's variables, which then keeps
+// the scan's own in registers.
+type keyStack struct {
+	objects uint64   // a bit for each level of nesting, set for an object
+	top     bloom512 // the outermost object's filter
+	bloom   uint64   // the innermost object's, below the outermost
+	base    int      // where the innermost object's keys start
+	n       int      // how many keys there are
+	saved   int      // where the saved filters start
+	inBuf   int      // saved while the slots are buf, else 0: below it, a key goes into buf
+	dup     bool     // a key is repeated
+	unsure  bool     // keys were lost: duplicateKey decides
+	more    []uint64 // the slots, once buf is full: *pooled
+	pooled  *[]uint64
+	buf     [128]uint64
+}
+
+// maxKept bounds the buffers a keyStack borrows: 512 KiB.
+const maxKept = 1 << 16
+
+var keyPool = sync.Pool{New: func() any { return new([]uint64) }}
+
+// slots returns the slots in use.
+func (s *keyStack) slots() []uint64 {
+	if s.more != nil {
+		return s.more
+	}
+	return s.buf[:]
+}
+
+// keep keeps the key of tag at offset.
+func (s *keyStack) keep(tag uint32, offset int) {
+	if s.n == s.saved && !s.grow() {
+		s.unsure = true
+		return
+	}
+	s.slots()[s.n] = uint64(tag)<<32 | uint64(offset)
+	s.n++
+}
+
+// save keeps the innermost object's filter and base while a container
+// inside it is open. The saved state takes precedence over keys: if the
+// slots cannot grow, keys are lost, and the answer is duplicateKey's.
+func (s *keyStack) save() {
+	if s.saved-2 < s.n && !s.grow() {
+		s.unsure, s.n = true, 0
+	}
+	s.saved -= 2
+	slots := s.slots()
+	slots[s.saved], slots[s.saved+1] = s.bloom, uint64(s.base)
+	if s.more == nil {
+		s.inBuf = s.saved
+	}
+}
+
+// restore is the converse of save, when the container is closed.
+func (s *keyStack) restore() {
+	slots := s.slots()
+	s.bloom, s.base = slots[s.saved], int(slots[s.saved+1])
+	s.saved += 2
+	if s.more == nil {
+		s.inBuf = s.saved
+	}
+}
+
+// grow moves the slots into a buffer eight times larger, keys at its start
+// and saved filters at its end, unless that would pass maxKept.
+func (s *keyStack) grow() bool {
+	slots := s.slots()
+	size := 8 * len(slots)
+	if size > maxKept {
+		return false
+	}
+	p := keyPool.Get().(*[]uint64)
+	if cap(*p) < size {
+		*p = make([]uint64, size)
+	}
+	larger := (*p)[:size]
+	copy(larger, slots[:s.n])
+	saves := copy(larger[size-(len(slots)-s.saved):], slots[s.saved:])
+	s.release()
+	s.more, s.pooled, s.saved, s.inBuf = larger, p, size-saves, 0
+	return true
+}
+
+// release gives back the buffer the slots borrowed, if any.
+func (s *keyStack) release() {
+	if s.pooled != nil {
+		keyPool.Put(s.pooled)
+		s.more, s.pooled = nil, nil
+	}
+}
+
+// repeated reports whether the key whose text starts at b[start], after
+// its quote, and whose tag is tag is one of the innermost object's earlier
+// keys. Once keys were lost, it leaves the answer to duplicateKey.
+func (s *keyStack) repeated(b []byte, tag uint32, start int) bool {
+	if s.unsure {
+		return false
+	}
+	for _, k := range s.slots()[s.base:s.n] {
+		if uint32(k>>32) == tag && sameKey(b, int(uint32(k)), start) {
+			return true
+		}
+	}
+	return false
+}
+
+// scanJSON is checkJSON, with its keyStack.
+func scanJSON(b []byte, m *members, like string, lm *members, keys *keyStack) jsonFault {
 	var depth uint
 	object := false
 	i, keyStart, escaped := 0, 0, false
@@ -65,6 +209,9 @@ func validJSONLike(b []byte, m *members, like string, lm *members) bool {
 		if len(b) > math.MaxInt32 {
 			m = nil // beyond the offsets: nothing noted
 		}
+	}
+	if len(b) > math.MaxInt32 {
+		keys.unsure = true // beyond the offsets kept: duplicateKey decides
 	}
 	if lm != nil && (!lm.noted || lm.escaped) {
 		lm = nil // like's keys may be escaped, and b's would then be too
@@ -76,7 +223,7 @@ func validJSONLike(b []byte, m *members, like string, lm *members) bool {
 value:
 	i = validSpace(b, i)
 	if i >= len(b) {
-		return false
+		return jsonSyntax
 	}
 	if m != nil && depth == 1 && object {
 		m.value(i)
@@ -86,11 +233,11 @@ value:
 		if i = validPlain(b, i+1); i < len(b) && b[i] == '"' {
 			i++
 		} else if i = validString(b, i); i < 0 {
-			return false
+			return jsonSyntax
 		}
 	case '{':
-		if depth == validMaxDepth {
-			return false
+		if depth == maxDepth {
+			return jsonTooDeep
 		}
 		if m != nil && depth == 0 {
 			m.noted = true // b is an object, if it is valid
@@ -100,41 +247,48 @@ value:
 			i++
 			break
 		}
-		objects[depth/64] |= 1 << (depth % 64)
+		if depth > 0 {
+			keys.save()
+		}
+		keys.objects |= 1 << (depth & 63) // depth < maxDepth
 		depth++
 		object = true
+		keys.bloom, keys.base = 0, keys.n
 		goto key
 	case '[':
-		if depth == validMaxDepth {
-			return false
+		if depth == maxDepth {
+			return jsonTooDeep
 		}
 		i = validSpace(b, i+1)
 		if i < len(b) && b[i] == ']' {
 			i++
 			break
 		}
-		objects[depth/64] &^= 1 << (depth % 64)
+		if depth > 0 {
+			keys.save()
+		}
+		keys.objects &^= 1 << (depth & 63)
 		depth++
 		object = false
 		goto value
 	case 't':
 		if len(b)-i < 4 || string(b[i:i+4]) != "true" {
-			return false
+			return jsonSyntax
 		}
 		i += 4
 	case 'f':
 		if len(b)-i < 5 || string(b[i+1:i+5]) != "alse" {
-			return false
+			return jsonSyntax
 		}
 		i += 5
 	case 'n':
 		if len(b)-i < 4 || string(b[i:i+4]) != "null" {
-			return false
+			return jsonSyntax
 		}
 		i += 4
 	default:
 		if i = validNumber(b, i); i < 0 {
-			return false
+			return jsonSyntax
 		}
 	}
 
@@ -145,10 +299,20 @@ next:
 	}
 	i = validSpace(b, i)
 	if depth == 0 {
-		return i == len(b)
+		switch {
+		case i != len(b):
+			return jsonSyntax
+		case keys.dup:
+			return jsonDuplicate
+		case keys.unsure:
+			if _, _, ok := duplicateKey(b); ok {
+				return jsonDuplicate
+			}
+		}
+		return jsonOK
 	}
 	if i >= len(b) {
-		return false
+		return jsonSyntax
 	}
 	if !object {
 		switch b[i] {
@@ -158,7 +322,7 @@ next:
 		case ']':
 			goto pop
 		}
-		return false
+		return jsonSyntax
 	}
 	switch b[i] {
 	case ',':
@@ -166,13 +330,13 @@ next:
 	case '}':
 		goto pop
 	default:
-		return false
+		return jsonSyntax
 	}
 
 	// An object's key starts at b[i].
 key:
 	if i >= len(b) || b[i] != '"' {
-		return false
+		return jsonSyntax
 	}
 	if depth == 1 && lm != nil && m != nil && m.n < lm.n {
 		// A member's validity does not depend on what is around it, once
@@ -200,11 +364,23 @@ key:
 					hi = mid - 1
 				}
 			}
-			for _, s := range lm.span[k : lo+1] {
-				d := int32(shift)
+			// Their keys differ from each other, as like's do, but one of
+			// them may be one of b's that was scanned.
+			for j, s := range lm.span[k : lo+1] {
+				d, tag := int32(shift), lm.tags[k+j]
 				s.key, s.keyEnd, s.val, s.end = s.key+d, s.keyEnd+d, s.val+d, s.end+d
-				m.span[m.n] = s
+				m.span[m.n], m.tags[m.n] = s, tag
 				m.n++
+				if keys.top.has(tag) && !keys.dup {
+					keys.dup = keys.repeated(b, tag, int(s.key))
+				}
+				keys.top.add(tag)
+				if keys.n < keys.inBuf {
+					keys.buf[keys.n] = uint64(tag)<<32 | uint64(s.key)
+					keys.n++
+				} else {
+					keys.keep(tag, int(s.key))
+				}
 			}
 			m.open = false
 			i = int(lm.span[lo].end) + shift
@@ -212,20 +388,55 @@ key:
 		}
 	}
 	keyStart, escaped = i+1, false
-	if i = validPlain(b, i+1); i < len(b) && b[i] == '"' {
-		i++
-	} else if i = validString(b, i); i < 0 {
-		return false
-	} else {
-		escaped = true // perhaps: only a decoder can tell
-	}
-	if m != nil && depth == 1 {
-		m.add(keyStart, i-1, escaped)
+	{
+		var tag uint32
+		if i = validPlain(b, i+1); i < len(b) && b[i] == '"' {
+			i++
+			// keyTag, written out for the keys most are: up to 16 bytes,
+			// without escapes, ASCII, and with 16 bytes to read from b.
+			if n := uint(i - 1 - keyStart); n <= 16 && keyStart+16 <= len(b) {
+				mask := &keyMasks[n]
+				w0 := binary.LittleEndian.Uint64(b[keyStart:keyStart+8:keyStart+8]) & mask[0]
+				w1 := binary.LittleEndian.Uint64(b[keyStart+8:keyStart+16:keyStart+16]) & mask[1]
+				tag = uint32(((uint64(n)^w0)*keyMul ^ w1) * keyMul >> 32)
+				if (w0|w1)&0x8080808080808080 != 0 {
+					tag = keyTag(b, keyStart, i-1, false)
+				}
+			} else {
+				tag = keyTag(b, keyStart, i-1, false)
+			}
+		} else if i = validString(b, i); i < 0 {
+			return jsonSyntax
+		} else {
+			escaped = true // perhaps: only a decoder can tell
+			tag = keyTag(b, keyStart, i-1, true)
+		}
+		if m != nil && depth == 1 {
+			m.add(keyStart, i-1, escaped, tag)
+		}
+		var seen bool
+		if depth == 1 {
+			seen = keys.top.has(tag)
+			keys.top.add(tag)
+		} else {
+			bit := uint64(1) << (tag >> 26)
+			seen = keys.bloom&bit != 0
+			keys.bloom |= bit
+		}
+		if seen && !keys.dup {
+			keys.dup = keys.repeated(b, tag, keyStart)
+		}
+		if keys.n < keys.inBuf {
+			keys.buf[keys.n] = uint64(tag)<<32 | uint64(keyStart)
+			keys.n++
+		} else {
+			keys.keep(tag, keyStart)
+		}
 	}
 	if i >= len(b) || b[i] != ':' { // most often it is, with no space
 		i = validSpace(b, i)
 		if i >= len(b) || b[i] != ':' {
-			return false
+			return jsonSyntax
 		}
 	}
 	i++
@@ -234,10 +445,23 @@ key:
 	// A container ends at b[i].
 pop:
 	i++
+	if object {
+		keys.n = min(keys.n, keys.base) // below it after save lost keys
+	}
 	depth--
-	object = depth > 0 && objects[(depth-1)/64]&(1<<((depth-1)%64)) != 0
+	object = depth > 0 && keys.objects&(1<<((depth-1)&63)) != 0
+	if depth > 0 {
+		keys.restore()
+	}
 	goto next
 }
+
+// bloom512 is the bloom filter of the keys of a record's outermost object,
+// by their tags.
+type bloom512 [8]uint64
+
+func (f *bloom512) has(tag uint32) bool { return f[tag>>29]&(1<<(tag>>23&63)) != 0 }
+func (f *bloom512) add(tag uint32)      { f[tag>>29] |= 1 << (tag >> 23 & 63) }
 
 // validSpace returns the index of the first byte of b from i on that is not
 // white space.
@@ -360,6 +584,7 @@ func validNumber(b []byte, i int) int {
 type members struct {
 	n    int
 	span [64]struct{ key, keyEnd, val, end int32 }
+	tags [64]uint32 // of the keys, as keyTag gives them
 	// some says that not every member is in span: there were more, or the
 	// record is too large for the offsets.
 	some bool
@@ -370,15 +595,16 @@ type members struct {
 	noted   bool // m holds the members of a valid object
 }
 
-// add notes the key b[start:end] of a member whose value comes next;
-// escaped says the key may hold an escape.
-func (m *members) add(start, end int, escaped bool) {
+// add notes the key b[start:end] of a member whose value comes next, and
+// its tag; escaped says the key may hold an escape.
+func (m *members) add(start, end int, escaped bool, tag uint32) {
 	if m.n == len(m.span) {
 		m.some = true
 		return
 	}
 	m.escaped = m.escaped || escaped
 	m.span[m.n].key, m.span[m.n].keyEnd = int32(start), int32(end)
+	m.tags[m.n] = tag
 	m.n++
 	m.open = true
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -52,11 +53,113 @@ func nestedJSON(open, inner, close string, depth int) string {
 	return strings.Repeat(open, depth) + inner + strings.Repeat(close, depth)
 }
 
-func TestValidJSONAgreesWithEncodingJSON(t *testing.T) {
-	cases := append([]string(nil), validCases...)
-	// Depths about encoding/json's limit, which counts arrays and objects
-	// together.
-	for _, d := range []int{validMaxDepth - 1, validMaxDepth, validMaxDepth + 1, 3 * validMaxDepth} {
+// checkJSONWant is what checkJSON must say of b, found with encoding/json
+// alone: Valid for the syntax, and a Decoder's tokens for the depth and
+// for the keys of each object, compared as it decodes them.
+func checkJSONWant(b []byte) jsonFault {
+	if !json.Valid(b) {
+		return jsonSyntax
+	}
+	type open struct {
+		keys    map[string]bool // nil for an array
+		wantKey bool
+	}
+	var stack []*open
+	dup := false
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			panic(fmt.Sprintf("Valid accepts %q, the Decoder says %v", b, err))
+		}
+		if tok == json.Delim('}') || tok == json.Delim(']') {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		var in *open
+		if len(stack) > 0 {
+			in = stack[len(stack)-1]
+		}
+		if in != nil && in.keys != nil {
+			if in.wantKey {
+				k := tok.(string)
+				dup = dup || in.keys[k]
+				in.keys[k], in.wantKey = true, false
+				continue
+			}
+			in.wantKey = true // after this value
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			if len(stack) == maxDepth {
+				return jsonTooDeep // before any later duplicate
+			}
+			o := &open{}
+			if tok == json.Delim('{') {
+				o.keys, o.wantKey = map[string]bool{}, true
+			}
+			stack = append(stack, o)
+		}
+	}
+	if dup {
+		return jsonDuplicate
+	}
+	return jsonOK
+}
+
+// requireCheckJSON requires checkJSON's answer of b, got, to be
+// checkJSONWant's. Of what Valid refuses it requires only a refusal: a
+// validator that stops at the first problem may find nesting too deep
+// before the syntax error.
+func requireCheckJSON(t *testing.T, b []byte, got jsonFault) {
+	t.Helper()
+	want := checkJSONWant(b)
+	if want == jsonSyntax && got != jsonOK || want == got {
+		return
+	}
+	t.Fatalf("checkJSON(%.200q) = %v, encoding/json says %v", b, got, want)
+}
+
+func (f jsonFault) String() string {
+	return [...]string{"ok", "syntax", "too deep", "duplicate"}[f]
+}
+
+// duplicateCases are objects that have a key twice, as encoding/json reads
+// keys, or nearly.
+var duplicateCases = []string{
+	`{"a":1,"a":2}`, `{"a":1,"a":1}`, `{"":1,"":2}`, `{"a":0,"a":1}`, `{"a":1,"b":2}`,
+	`{"a":1,"\u0061":2}`, `{"\u0061":1,"a":2}`, `{"\u0061":1,"\u0041":2}`, `{"a\"":1,"a\u0022":2}`,
+	`{"\/":1,"/":2}`, `{"\ud800":1,"\udc00":2}`, `{"\ud800\udc00":1,"\ud800\udc01":2}`,
+	"{\"\xff\":1,\"\xfe\":2}", "{\"\xff\":1,\"\\ufffd\":2}", "{\"\xef\xbf\xbd\":1,\"\xff\":2}",
+	"{\"\xff\":1,\"\\ud800\":2}", `{"é":1,"\u00e9":2}`, `{"e\u0301":1,"é":2}`, `{"A":1,"a":2}`,
+	`{"a":{"b":1,"b":2}}`, `{"a":{"b":1},"b":{"b":1}}`, `[{"a":1},{"a":1}]`, `{"a":{"a":1}}`,
+	`{"a":1,"b":{"a":1},"a":3}`, `{"x":{"a":1,"b":{"c":1},"a":2}}`, `{"x":{"a":1,"b":[{"a":1}],"c":2}}`,
+	`{"a":[{"b":1,"b":2}]}`, `[[{"a":1,"b":2,"a":3}]]`, `{"a" :1, "a" :2}`,
+	`{"aaaaaaaaXaaaaaaaa":1,"aaaaaaaaYaaaaaaaa":2}`, `{"aaaaaaaaaaaaaaaaa":1,"aaaaaaaaaaaaaaaaa":2}`,
+	`{"12345678":1,"12345678":2}`, `{"123456789":1,"123456789":2}`, `{"123456789":1,"12345678":2}`,
+	`{"a":1,"b":2,"c":3}` + `x`, `{"a":1,"a":2`, `{"a":1,"a":2}}`,
+}
+
+// wideObject returns an object of n keys k0, k1, ... and then extra.
+func wideObject(n int, extra string) string {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range n {
+		fmt.Fprintf(&b, `"k%d":%d,`, i, i)
+	}
+	b.WriteString(extra)
+	return strings.TrimSuffix(b.String(), ",") + "}"
+}
+
+func TestCheckJSONAgreesWithEncodingJSON(t *testing.T) {
+	cases := append(slices.Clone(validCases), duplicateCases...)
+	// Depths about the limit, which counts arrays and objects together,
+	// and about encoding/json's.
+	for _, d := range []int{maxDepth - 1, maxDepth, maxDepth + 1, 3 * maxDepth, 10000, 10001} {
 		cases = append(cases,
 			nestedJSON("[", "", "]", d),
 			nestedJSON("[", "[]", "]", d-1),
@@ -68,18 +171,37 @@ func TestValidJSONAgreesWithEncodingJSON(t *testing.T) {
 			nestedJSON(`{"a":[`, "1", "]}", d/2),
 			"["+nestedJSON(`{"a":[`, "1", "]}", d/2)+"]",
 			nestedJSON(`[1,{"a":0,"b":`, `""`, "}]", d/2),
+			nestedJSON(`{"a":1,"b":`, `{"a":1,"a":2}`, "}", d-1),
 			strings.Repeat("[", d), // never closed
 			strings.Repeat("[", d)+strings.Repeat("]", d-1),
 			nestedJSON("[", "", "]", d)+"]",
 			" "+nestedJSON("[", "", "]", d)+" ",
 		)
 	}
+	// Objects wider than a bloom filter's word, and than a keyStack holds.
+	for _, n := range []int{30, 100, 126, 127, 128, 129, 2000} {
+		cases = append(cases, wideObject(n, ""), wideObject(n, `"k0":0`), wideObject(n, fmt.Sprintf(`"k%d":0`, n-1)),
+			`{"x":`+wideObject(n, "")+`}`, `{"x":`+wideObject(n, `"k1":0`)+`}`, `[`+wideObject(n, fmt.Sprintf(`"k%d":0`, n/2))+`]`)
+	}
+	// A keyStack full when a container opens gives up its keys.
+	for _, n := range []int{120, 124, 125, 126, 127} {
+		cases = append(cases, `{"a":`+wideObject(n, `"y":[1],"k0":0`)+`}`, `{"a":`+wideObject(n, `"y":{"k0":[{"k1":1}]},"k1":0`)+`}`,
+			wideObject(n, `"y":[[[{"a":1,"a":2}]]]`))
+	}
 	record, err := os.ReadFile("testdata/opportunity-1.5k.json")
 	require.NoError(t, err)
-	cases = append(cases, string(record), string(record[:len(record)-2]), string(record)+"x")
+	cases = append(cases, string(record), string(record[:len(record)-2]), string(record)+"x",
+		strings.Replace(string(record), `"cf_renewal"`, `"cf_region"`, 1),
+		strings.Replace(string(record), `"currency"`, `"amount"`, 1))
 	for _, s := range cases {
-		want := json.Valid([]byte(s))
-		require.Equal(t, want, validJSON([]byte(s), nil), "validJSON(%.80q)", s)
+		var m members
+		got := checkJSON([]byte(s), &m, "", nil)
+		requireCheckJSON(t, []byte(s), got)
+		require.Equal(t, got == jsonOK, validJSON([]byte(s), nil), "validJSON(%.80q)", s)
+		if got == jsonDuplicate {
+			_, _, found := duplicateKey([]byte(s))
+			require.True(t, found, "duplicateKey(%.80q) finds none", s)
+		}
 	}
 	// What encoding/json does where it may surprise, pinned so that a
 	// change to it shows here too.
@@ -87,14 +209,33 @@ func TestValidJSONAgreesWithEncodingJSON(t *testing.T) {
 		"\"\xff\"": true, "\"\xed\xa0\x80\"": true, `"\ud800"`: true, `"\udc00\ud800"`: true,
 		"\"\x7f\"": true, "\xef\xbb\xbf{}": false, "\v1": false, "\u00a01": false, "1\x00": false,
 		`"\'"`: false, "-0": true, "1E+2": true, "1e999999": true,
+		`{"a":1,"\u0061":2}`: false, "{\"\xff\":1,\"\xfe\":2}": false, `{"e\u0301":1,"é":2}`: true,
 	} {
 		require.Equal(t, want, validJSON([]byte(s), nil), "validJSON(%q)", s)
 	}
 	require.True(t, validJSON(record, nil))
-	require.True(t, validJSON([]byte(nestedJSON("[", "", "]", validMaxDepth)), nil))
-	require.False(t, validJSON([]byte(nestedJSON("[", "", "]", validMaxDepth+1)), nil))
-	require.True(t, validJSON([]byte(nestedJSON(`{"a":`, "{}", "}", validMaxDepth-1)), nil))
-	require.False(t, validJSON([]byte(nestedJSON(`{"a":`, "{}", "}", validMaxDepth)), nil))
+	require.True(t, validJSON([]byte(nestedJSON("[", "", "]", maxDepth)), nil))
+	require.Equal(t, jsonTooDeep, checkJSON([]byte(nestedJSON("[", "", "]", maxDepth+1)), nil, "", nil))
+	require.True(t, validJSON([]byte(nestedJSON(`{"a":`, "{}", "}", maxDepth-1)), nil))
+	require.Equal(t, jsonTooDeep, checkJSON([]byte(nestedJSON(`{"a":`, "{}", "}", maxDepth)), nil, "", nil))
+}
+
+func TestDuplicateKeySaysWhere(t *testing.T) {
+	for _, tt := range []struct{ record, at, key string }{
+		{`{"a":1,"a":2}`, "", "a"},
+		{`{"a":1,"\u0061":2}`, "", "a"},
+		{` {"owner":{"id":1,"email":"x","email":"y"}} `, ".owner", "email"},
+		{`{"contacts":[{"id":1},{"id":2,"id":3}]}`, ".contacts[1]", "id"},
+		{`{"a b":{"c":[[{"d":1,"d":1}]]}}`, `["a b"].c[0][0]`, "d"},
+		{`[{"a":1},{"a":1,"a":1}]`, "[1]", "a"},
+	} {
+		at, key, found := duplicateKey([]byte(tt.record))
+		require.True(t, found, tt.record)
+		require.Equal(t, tt.at, at, tt.record)
+		require.Equal(t, tt.key, key, tt.record)
+	}
+	_, _, found := duplicateKey([]byte(`{"a":{"a":[{"a":1},{"a":1}]}}`))
+	require.False(t, found)
 }
 
 // TestValidJSONEveryPrefix checks every truncation and every one-byte
@@ -156,29 +297,41 @@ func TestValidJSONEveryByteInStrings(t *testing.T) {
 func TestValidJSONDoesNotAllocate(t *testing.T) {
 	record, err := os.ReadFile("testdata/opportunity-1.5k.json")
 	require.NoError(t, err)
-	deep := []byte(nestedJSON("[", "", "]", validMaxDepth))
+	deep := []byte(nestedJSON(`[{"a":1,"b":`, "1", "}]", maxDepth/2))
+	wide := []byte(wideObject(100, ""))
 	require.Zero(t, testing.AllocsPerRun(10, func() {
 		validJSON(record, nil)
 		validJSON(deep, nil)
+		validJSON(wide, nil)
 	}))
 }
 
-// FuzzValidJSON checks validJSON against encoding/json. It takes the same
-// argument as FuzzValid, whose corpus testdata/fuzz/FuzzValidJSON began as
-// a copy of.
+// FuzzValidJSON checks checkJSON against encoding/json: its Valid, its
+// Decoder's depth and the keys it decodes (checkJSONWant). It takes the
+// same argument as FuzzValid, whose corpus testdata/fuzz/FuzzValidJSON
+// began as a copy of.
 func FuzzValidJSON(f *testing.F) {
 	for _, s := range validCases {
 		f.Add([]byte(s))
 	}
-	f.Add([]byte(nestedJSON("[", "", "]", validMaxDepth)))
-	f.Add([]byte(nestedJSON("[", "", "]", validMaxDepth+1)))
-	f.Add([]byte(nestedJSON(`{"a":`, "{}", "}", validMaxDepth)))
+	for _, s := range duplicateCases {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(nestedJSON("[", "", "]", maxDepth)))
+	f.Add([]byte(nestedJSON("[", "", "]", maxDepth+1)))
+	f.Add([]byte(nestedJSON(`{"a":`, "{}", "}", maxDepth)))
+	f.Add([]byte(wideObject(100, `"k7":0`)))
 	if record, err := os.ReadFile("testdata/opportunity-1.5k.json"); err == nil {
 		f.Add(record)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if want, got := json.Valid(b), validJSON(b, nil); want != got {
-			t.Fatalf("encoding/json says %v, validJSON says %v, of %q", want, got, b)
+		var m members
+		got := checkJSON(b, &m, "", nil)
+		requireCheckJSON(t, b, got)
+		if got == jsonDuplicate {
+			if _, _, found := duplicateKey(b); !found {
+				t.Fatalf("duplicateKey(%q) finds none", b)
+			}
 		}
 	})
 }
@@ -203,6 +356,38 @@ func BenchmarkValidJSON(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkValidJSONKeys measures what the duplicate-key rule costs by the
+// shape of a record: keys a keyStack holds, more than it holds (then
+// duplicateKey decides, and allocates), and escaped keys, which are
+// decoded. json.Valid is the baseline: it checks neither depth nor keys.
+func BenchmarkValidJSONKeys(b *testing.B) {
+	escaped := strings.NewReplacer(`"k1`, `"\u006b1`).Replace(wideObject(50, ""))
+	for _, c := range []struct{ name, record string }{
+		{"100 keys", wideObject(100, "")},
+		{"200 keys", wideObject(200, "")},
+		{"50 keys, 11 escaped", escaped},
+	} {
+		for _, v := range []struct {
+			name  string
+			valid func([]byte) bool
+		}{
+			{"validJSON", func(b []byte) bool { return validJSON(b, nil) }},
+			{"json.Valid", json.Valid},
+		} {
+			record := []byte(c.record)
+			b.Run(c.name+"/"+v.name, func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetBytes(int64(len(record)))
+				for b.Loop() {
+					if !v.valid(record) {
+						b.Fatal("the record is valid JSON")
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -263,17 +448,18 @@ func TestMembersNoteEveryMemberOfTheRecord(t *testing.T) {
 	require.False(t, ok, "a path is gjson's to read")
 }
 
-// checkLike checks that validJSONLike(b, like) gives validJSON(b)'s answer
-// and notes the same members.
+// checkLike checks that checkJSON(b, like) gives checkJSON(b)'s answer,
+// which is encoding/json's, and notes the same members.
 func checkLike(t *testing.T, b, like []byte) {
 	t.Helper()
 	var lm, want, got members
 	if !validJSON(like, &lm) {
 		return
 	}
-	ok := validJSON(b, &want)
-	require.Equal(t, ok, validJSONLike(b, &got, string(like), &lm), "validJSONLike(%.200q, like %.200q)", b, like)
-	if ok {
+	fault := checkJSON(b, &want, "", nil)
+	requireCheckJSON(t, b, fault)
+	require.Equal(t, fault, checkJSON(b, &got, string(like), &lm), "checkJSON(%.200q, like %.200q)", b, like)
+	if fault == jsonOK {
 		require.Equal(t, want, got, "members of %.200q, like %.200q", b, like)
 	}
 }
@@ -340,8 +526,17 @@ func TestValidJSONLikeEveryChange(t *testing.T) {
 		{`{"a\u0041":1,"b":2}`, `{"a\u0041":1,"b":2}`},
 		{`{"a":"\ud800"}`, `{"a":"\ud800"}`},
 		{`{"a":1,"a":1}`, `{"a":1,"a":1}`},
-		{`{"a":` + nestedJSON("[", "", "]", validMaxDepth-1) + `}`, `{"a":` + nestedJSON("[", "", "]", validMaxDepth-1) + `}`},
-		{`{"a":` + nestedJSON("[", "", "]", validMaxDepth) + `}`, `{"a":` + nestedJSON("[", "", "]", validMaxDepth-1) + `}`},
+		{`{"a":` + nestedJSON("[", "", "]", maxDepth-1) + `}`, `{"a":` + nestedJSON("[", "", "]", maxDepth-1) + `}`},
+		{`{"a":` + nestedJSON("[", "", "]", maxDepth) + `}`, `{"a":` + nestedJSON("[", "", "]", maxDepth-1) + `}`},
+		// A key of b twice, once in a member that repeats like's: the
+		// members repeated are not scanned, their keys still count.
+		{`{"a":1,"b":2,"a":1}`, `{"a":1,"b":2}`},
+		{`{"a":1,"b":2,"\u0061":1}`, `{"a":1,"b":2}`},
+		{`{"b":2,"a":1,"c":3}`, `{"a":1,"a":1,"c":3}`},
+		{`{"c":0,"b":2,"c":3}`, `{"a":1,"b":2,"c":3}`},
+		{`{"a":1,"b":2,"c":3,"b":2}`, `{"a":1,"b":2,"c":3}`},
+		{`{"x":1,"b":2,"c":3,"x":1}`, `{"a":1,"b":2,"c":3}`},
+		{`{"a":1,"b":{"a":1,"a":2},"c":3}`, `{"a":1,"b":{"a":1},"c":3}`},
 		{`{"a":1,"b":2,"c":3,"d":4}`, `{"a":1,"b":9,"c":3,"d":4}`},
 		{`{"a":1,"b":2,"c":3,"d":4}`, `{"b":2,"a":1,"c":3,"d":4}`},
 		{`{"a":1,"b":2,"c":3,"d":4}`, `{}`},

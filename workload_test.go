@@ -267,13 +267,13 @@ func benchWorkloadProject(b *testing.B, record []byte) {
 	require.NoError(b, err)
 	rec := gjson.ParseBytes(record)
 	ctx := context.Background()
-	dst, err := p.apply(ctx, nil, workloadSpace, "Opportunity", rec, nil, nil)
+	dst, err := p.apply(ctx, nil, "data", workloadSpace, "Opportunity", rec, nil, nil)
 	require.NoError(b, err)
 	require.JSONEq(b, string(workloadPick(b, record, workloadLoadOnly)), string(dst), "the baseline cuts differently")
 	b.SetBytes(int64(len(record)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if dst, err = p.apply(ctx, nil, workloadSpace, "Opportunity", rec, nil, dst[:0]); err != nil {
+		if dst, err = p.apply(ctx, nil, "data", workloadSpace, "Opportunity", rec, nil, dst[:0]); err != nil {
 			b.Fatal(err)
 		}
 	}
