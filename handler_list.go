@@ -104,7 +104,7 @@ func (c *restCall) list() {
 			}
 		}
 		if q.only != nil {
-			data[i], _ = q.only.apply(c.r.Context(), nil, c.space, entityName, gjson.ParseBytes(data[i]), nil, nil)
+			data[i], _ = q.only.apply(c.r.Context(), nil, "", c.space, entityName, gjson.ParseBytes(data[i]), nil, nil)
 		}
 	}
 	info := &pageInfo{HasPreviousPage: lo > 0, HasNextPage: hi < len(rows)}

@@ -422,7 +422,7 @@ func TestRaisedLimitsCompileInMemoryLinearInTheRegistration(t *testing.T) {
 	rec := `{"id":"c1","f5":{"x":1,"y":2},"f99999":{"x":3},"f100000":{"x":4}}`
 	var ev event
 	require.NoError(t, r.parseEvent(&ev, 0, Event{Name: "Contact.Create", Data: json.RawMessage(rec)}, nil, nil))
-	out, err := reg.entities["Contact"].proj.apply(context.Background(), nil, "", "Contact", ev.data, nil, nil)
+	out, err := reg.entities["Contact"].proj.apply(context.Background(), nil, "data", "", "Contact", ev.data, nil, nil)
 	require.NoError(t, err)
 	require.JSONEq(t, `{"f5":{"x":1},"f99999":{"x":3}}`, string(out))
 }
