@@ -1,0 +1,67 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// SQLSTATE codes this package acts on.
+const (
+	codeUndefinedTable       = "42P01"
+	codeSerializationFailure = "40001"
+	codeDeadlockDetected     = "40P01"
+)
+
+// txAttempts is how often inTx runs a transaction that failed for a
+// reason that another try may not meet.
+const txAttempts = 4
+
+// inTx runs f in a transaction of pool and commits it, trying again when
+// the server broke it off as a deadlock or a serialization failure (two
+// replicas touching the same rows in another order) or when the
+// connection failed before anything was sent (a connection the pool kept
+// across a server restart). f must have no effect outside the
+// transaction, since it may run more than once.
+func inTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, f func(pgx.Tx) error) error {
+	var err error
+	for attempt := range txAttempts {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt) * 10 * time.Millisecond):
+			}
+		}
+		err = pgx.BeginTxFunc(ctx, pool, opts, f)
+		if !retryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// retryable reports an error after which the same transaction, run again,
+// may succeed and cannot have taken effect.
+func retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		return pgErr.Code == codeDeadlockDetected || pgErr.Code == codeSerializationFailure
+	}
+	return pgconn.SafeToRetry(err)
+}
+
+// ctxErr returns ctx's error when it is done, so that a method whose ctx
+// ended returns that error rather than the driver's wrapping of it.
+func ctxErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	return err
+}

@@ -1,0 +1,87 @@
+-- Version 1: registrations and the delivery queue.
+
+-- Registrations, one row per registration key: its latest state. A deleted
+-- registration keeps its row as a tombstone, so that replicas following
+-- the changes by version see the deletion and a key is never reused.
+CREATE TABLE webhook_registrations (
+	key             text PRIMARY KEY,
+	space           text NOT NULL,
+	id              text NOT NULL,
+	version         bigint NOT NULL,
+	deleted         boolean NOT NULL DEFAULT false,
+	url             text NOT NULL DEFAULT '',
+	events          text[] NOT NULL DEFAULT '{}',
+	options         jsonb NOT NULL DEFAULT '{}',
+	insecure_ssl    boolean NOT NULL DEFAULT false,
+	signature       text NOT NULL DEFAULT '',
+	created         timestamptz,
+	modified        timestamptz,
+	disabled_at     timestamptz,
+	disabled_reason text
+);
+-- One live registration per (space, id); tombstones do not count.
+CREATE UNIQUE INDEX webhook_registrations_live ON webhook_registrations (space, id) WHERE NOT deleted;
+-- Changes reads by version; Write takes max(version) + 1.
+CREATE UNIQUE INDEX webhook_registrations_version ON webhook_registrations (version);
+
+-- What the queue knows of each target (a registration key): how many of
+-- its deliveries it holds and has leased, where its earliest ready
+-- delivery is, its pause and its health. Claim finds work here instead of
+-- scanning the deliveries.
+CREATE TABLE webhook_targets (
+	target        text PRIMARY KEY,
+	space         text NOT NULL,
+	held          integer NOT NULL DEFAULT 0, -- pending and leased deliveries
+	leased        integer NOT NULL DEFAULT 0, -- deliveries whose lease has not been swept
+	next_due      timestamptz,                -- (due, seq) of the earliest ready delivery; NULL when none
+	next_seq      bigint,
+	paused_until  timestamptz,
+	-- When the earliest ready delivery may be claimed: its due time, or
+	-- the end of the pause if that is later.
+	ready_at      timestamptz GENERATED ALWAYS AS (
+		CASE WHEN next_due IS NULL THEN NULL ELSE greatest(next_due, paused_until) END) STORED,
+	failures      integer NOT NULL DEFAULT 0,
+	failing_since timestamptz
+) WITH (fillfactor = 70);
+-- Claim walks a space's targets in the order of their earliest delivery.
+CREATE INDEX webhook_targets_claim ON webhook_targets (space, next_due, next_seq) WHERE next_due IS NOT NULL;
+-- NextDue.
+CREATE INDEX webhook_targets_ready ON webhook_targets (ready_at) WHERE ready_at IS NOT NULL;
+-- Leased deliveries per space, for the fairness between spaces.
+CREATE INDEX webhook_targets_leased ON webhook_targets (space) INCLUDE (leased) WHERE leased > 0;
+
+CREATE SEQUENCE webhook_delivery_seq;   -- enqueue order
+CREATE SEQUENCE webhook_delivery_death; -- the order in which deliveries died
+
+-- Deliveries: ready (lease_until and died NULL), leased (lease_until set)
+-- or dead (died set).
+CREATE TABLE webhook_deliveries (
+	id          text PRIMARY KEY,
+	seq         bigint NOT NULL,
+	target      text NOT NULL,
+	space       text NOT NULL,
+	webhook_id  text NOT NULL,
+	event_ids   text[] NOT NULL,
+	body        bytea NOT NULL,
+	created     timestamptz NOT NULL,
+	attempts    integer NOT NULL,
+	due         timestamptz NOT NULL,
+	last_status integer NOT NULL,
+	last_error  text NOT NULL,
+	lease_until timestamptz,
+	died        bigint
+);
+-- A target's ready deliveries in claim order.
+CREATE INDEX webhook_deliveries_ready ON webhook_deliveries (target, due, seq) WHERE lease_until IS NULL AND died IS NULL;
+-- Leases, for the sweep of ended ones and NextDue.
+CREATE INDEX webhook_deliveries_leased ON webhook_deliveries (lease_until, target) WHERE lease_until IS NOT NULL;
+-- A target's dead deliveries in the order they died.
+CREATE INDEX webhook_deliveries_dead ON webhook_deliveries (target, died) WHERE died IS NOT NULL;
+
+-- Pending and leased deliveries in all, spread over rows (one per
+-- connection, by backend pid) so that Enqueues do not queue up behind one
+-- row lock; their sum is the total.
+CREATE TABLE webhook_queue_counts (
+	shard integer PRIMARY KEY,
+	held  bigint NOT NULL
+);
