@@ -27,7 +27,7 @@ func deliveries(ctx context.Context, exp Expander, reg *registration, events []*
 		b := make([]byte, n+1)
 		copy(b, body[:n])
 		b[0], b[n] = '[', ']'
-		ds = append(ds, &Delivery{ID: newUUID(), WebhookID: reg.hook.ID, EventIDs: ids,
+		ds = append(ds, &Delivery{ID: newUUID(), Space: reg.hook.Space, WebhookID: reg.hook.ID, Target: reg.key, EventIDs: ids,
 			Body: b, Created: now, Due: now.Add(time.Duration(len(ds)) * reg.chunkDelay)})
 		body, ids = body[:copy(body, body[n:])], nil
 	}

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net/http"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -40,13 +37,13 @@ const (
 	DefaultDisableAttempts = 10
 	// DefaultMaxBody bounds a request body, in bytes.
 	DefaultMaxBody = 5 << 20
-)
-
-// lease is how long a claimed delivery is the Dispatcher's alone: longer
-// than any attempt (attemptTimeout), so that only a crash lets it run out.
-const (
-	lease          = 5 * time.Minute
-	attemptTimeout = 2 * time.Minute
+	// DefaultLease is how long a claimed delivery is one Dispatcher's
+	// alone: longer than any attempt, so that only a crash lets it run
+	// out, and then another replica sends it.
+	DefaultLease = 5 * time.Minute
+	// DefaultPollInterval is how often a Dispatcher looks at its Queue
+	// when nothing told it to: for what other processes added or left.
+	DefaultPollInterval = time.Second
 )
 
 // responseExcerpt is how much of an answer the Observer sees.
@@ -95,12 +92,14 @@ func (systemClock) AfterFunc(d time.Duration, f func()) func() bool {
 type Config struct {
 	// Transport sends the requests. nil means NewHTTPTransport(HTTPConfig{}),
 	// which Close closes; a Transport given here is the caller's to close.
-	// An attempt that takes longer than two minutes is cancelled, whatever
-	// the Transport, so that its delivery's lease (five minutes) cannot run
-	// out while it is still in flight.
+	// An attempt that takes longer than half the Lease is cancelled,
+	// whatever the Transport, so that its lease cannot run out while it is
+	// still in flight.
 	Transport Transport
-	// Queue holds accepted deliveries until they are delivered or dead.
-	// nil means NewMemoryQueue(0), which loses them when the process ends.
+	// Queue holds accepted deliveries until they are delivered or dead,
+	// and each registration's limits, pauses and failures. nil means
+	// NewMemoryQueue(QueueLimits{}), which loses them when the process
+	// ends. Replicas that share a durable Queue share the work.
 	Queue Queue
 	// Expander loads the relations that "expand" options name, during
 	// Dispatch. nil means records are sent as the host gave them.
@@ -111,9 +110,10 @@ type Config struct {
 	// Logger gets a warning for every failed attempt and debug lines for
 	// the rest. nil means slog.Default().
 	Logger *slog.Logger
-	// Observer, when set, sees every attempt as it ends. It is called from
-	// the delivery goroutines, possibly at the same time, and holds up the
-	// delivery slot it is called from, so it should be quick.
+	// Observer, when set, sees every attempt once its outcome is
+	// recorded, and every delivery dropped or held back without one. It
+	// is called from one goroutine at a time, which records the outcomes
+	// of all attempts, so it should be quick.
 	Observer func(Attempt)
 	// Signature is the format of the signature header; the zero value is
 	// Pipeliner's.
@@ -133,9 +133,10 @@ type Config struct {
 	// most Workers to make them, however many deliveries wait; the workers
 	// stay, idle, until Close.
 	Workers int
-	// MaxInFlight bounds the requests in flight to one registration; 0
-	// means DefaultMaxInFlight, which keeps a registration's requests in
-	// order as long as none fails.
+	// MaxInFlight bounds the requests in flight to one registration,
+	// counted by the Queue across every Dispatcher that shares it; 0 means
+	// DefaultMaxInFlight, which keeps a registration's requests in order
+	// as long as none fails.
 	MaxInFlight int
 	// A registration is disabled when its deliveries have failed for
 	// DisableAfter without a success and at least DisableAttempts times; 0
@@ -146,6 +147,14 @@ type Config struct {
 	// is split, and Dispatch refuses a record whose item alone is larger. 0
 	// means DefaultMaxBody.
 	MaxBody int
+	// Lease is how long a claimed delivery is this Dispatcher's alone; a
+	// process that dies leaves its deliveries to others once it ends. 0
+	// means DefaultLease.
+	Lease time.Duration
+	// PollInterval is how often the Dispatcher looks at the Queue when
+	// nothing told it to: a crashed replica's deliveries go out within
+	// Lease + PollInterval. 0 means DefaultPollInterval.
+	PollInterval time.Duration
 }
 
 // Attempt is what an Observer learns of one attempt to deliver. It is the
@@ -154,7 +163,7 @@ type Config struct {
 type Attempt struct {
 	DeliveryID string   // the webhook-id header, the same across retries
 	WebhookID  string   // the registration
-	URL        string   // where it was sent
+	URL        string   // where it was sent, without user-info (a secret)
 	EventIDs   []string // the events it carried, in order; read-only
 	Attempt    int      // 1 for the first attempt
 	StatusCode int      // the receiver's answer; 0 when there was none
@@ -165,6 +174,9 @@ type Attempt struct {
 	// Dead is set when the delivery will not be tried again: it is kept in
 	// the Queue, and Redeliver sends it again on demand.
 	Dead bool
+	// Dropped is set when no attempt was made because the registration
+	// was deleted: the delivery is gone.
+	Dropped bool
 	// Disabled is set when this attempt disabled the registration.
 	Disabled *Disabled
 }
@@ -174,57 +186,57 @@ type Attempt struct {
 // fires, keeps them in its Queue, and sends them through its Transport in
 // the background, retrying failures on the RetrySchedule. Each
 // registration has its own limit on requests in flight and its own pace,
-// so that a slow or dead receiver holds up only its own deliveries. A
-// Dispatcher is safe for simultaneous use by multiple goroutines.
+// kept in the Queue, so that a slow or dead receiver holds up only its own
+// deliveries, and the Queue shares the workers fairly between spaces.
+// Replicas of a service run a Dispatcher each over one durable Queue.
+//
+// A Dispatcher is safe for simultaneous use by multiple goroutines. Use
+// NewDispatcher; the zero value is not usable.
 type Dispatcher struct {
-	reg                                   *Registry
-	matcher                               *Matcher
-	queue                                 Queue
-	transport                             Transport
-	own                                   *HTTPTransport // the default transport, closed by Close
-	expander                              Expander
-	clock                                 Clock
-	log                                   *slog.Logger
-	observe                               func(Attempt)
-	format                                SignatureFormat
-	schedule                              []time.Duration
-	maxRetryAfter, disableAfter           time.Duration
-	workers, maxInFlight, disableAttempts int
-	maxBody                               int
+	reg       *Registry
+	matcher   *Matcher
+	queue     Queue
+	transport Transport
+	own       *HTTPTransport // the default transport, closed by Close
+	expander  Expander
+	clock     Clock
+	log       *slog.Logger
+	observe   func(Attempt)
+	format    SignatureFormat
+	policy    policy
+	workers   int
+	perTarget int // Config.MaxInFlight
+	maxBody   int
+	lease     time.Duration
+	poll      time.Duration
+	// attemptTimeout bounds an attempt, when the Transport's own bound
+	// may be longer: half the lease, so that it cannot run out in flight.
+	attemptTimeout time.Duration
 
 	ctx    context.Context // of every attempt; cancelled when Close gives up
 	cancel context.CancelFunc
 	bg     context.Context // ctx without its cancellation, for the Queue's bookkeeping
-	// bound says whether attempts need attemptTimeout of their own: not
-	// when the HTTPTransport's own timeout is shorter.
-	bound bool
 	// The values of the headers every request has, shared by all of them:
 	// a Transport must not modify a Request.
 	contentType, agent []string
 	bufs               sync.Pool     // of *[]byte, where Dispatch builds request bodies
 	wake               chan struct{} // tells the scheduler to look at the Queue again
 	stop               chan struct{} // closed by Close: the scheduler and the workers end
-	jobs               chan job      // from the scheduler to an idle worker
+	jobs               chan *Delivery
+	finished           chan finished // from the workers to the recorder; closed once they end
+	unwatch            func()        // stops hearing of the Registry's deletions
 	intake             sync.WaitGroup
-	wg                 sync.WaitGroup // the scheduler and the workers
+	work               sync.WaitGroup // the scheduler and the workers
+	recorder           sync.WaitGroup
 
-	mu        sync.Mutex
-	closed    bool
-	inFlight  int
-	idle      int                  // workers waiting on jobs, or about to
-	endpoints map[string]*endpoint // registrations with requests in flight, a pause or failures
-	limited   map[string]*endpoint // those of them that were full or paused, for the scheduler
-	created   int                  // endpoints created since the last sweep
-	sweepAt   int                  // how many call for the next
-	calls     map[string]*call     // Dispatch calls with deliveries not done, by delivery id
-}
-
-// endpoint is the delivery state of one registration.
-type endpoint struct {
-	inFlight     int
-	pausedUntil  time.Time // throttled by a 429, 502 or 504
-	failingSince time.Time // the first failure since the last success
-	failures     int       // attempts failed since the last success
+	mu       sync.Mutex // guards the fields below
+	closed   bool
+	started  int              // workers started, at most Config.Workers
+	idle     int              // workers waiting for a job
+	calls    map[string]*call // Dispatch calls with deliveries not done, by delivery id
+	purges   []string         // targets whose registrations were deleted, to purge
+	reviving int              // Redeliver calls waiting for the Queue
+	early    map[string]bool  // deliveries done while reviving > 0, which a revival may claim
 }
 
 // call counts the deliveries of one Dispatch call, for Flush.
@@ -239,30 +251,37 @@ func NewDispatcher(r *Registry, cfg Config) (*Dispatcher, error) {
 	if r == nil {
 		return nil, invalid("registry", "nil")
 	}
+	var errs FieldErrors
 	for i, delay := range cfg.RetrySchedule {
 		if delay < 0 {
-			return nil, invalid(fmt.Sprintf("retry_schedule[%d]", i), "%v is negative", delay)
+			errs = append(errs, invalid(fmt.Sprintf("retry_schedule[%d]", i), "%v is negative", delay))
 		}
 	}
 	if cfg.Signature != PipelinerSignature && cfg.Signature != StandardSignature {
-		return nil, invalid("signature", "unknown format %d", cfg.Signature)
+		errs = append(errs, invalid("signature", "unknown format %d", cfg.Signature))
+	}
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	d := &Dispatcher{reg: r, matcher: NewMatcher(r), queue: cfg.Queue, transport: cfg.Transport,
 		expander: cfg.Expander, clock: cfg.Clock, log: cfg.Logger, observe: cfg.Observer,
-		format: cfg.Signature, schedule: cfg.RetrySchedule,
-		maxRetryAfter:   orDefault(cfg.MaxRetryAfter, DefaultMaxRetryAfter),
-		disableAfter:    orDefault(cfg.DisableAfter, DefaultDisableAfter),
-		workers:         orDefault(cfg.Workers, DefaultWorkers),
-		maxInFlight:     orDefault(cfg.MaxInFlight, DefaultMaxInFlight),
-		disableAttempts: orDefault(cfg.DisableAttempts, DefaultDisableAttempts),
-		maxBody:         orDefault(cfg.MaxBody, DefaultMaxBody),
-		wake:            make(chan struct{}, 1), stop: make(chan struct{}), jobs: make(chan job),
-		endpoints: map[string]*endpoint{}, limited: map[string]*endpoint{}, sweepAt: 64, calls: map[string]*call{}}
-	if d.schedule == nil {
-		d.schedule = defaultRetrySchedule
+		format: cfg.Signature,
+		policy: policy{schedule: cfg.RetrySchedule, jitter: defaultJitter,
+			maxRetryAfter:   orDefault(cfg.MaxRetryAfter, DefaultMaxRetryAfter),
+			disableAfter:    orDefault(cfg.DisableAfter, DefaultDisableAfter),
+			disableAttempts: orDefault(cfg.DisableAttempts, DefaultDisableAttempts)},
+		workers:   orDefault(cfg.Workers, DefaultWorkers),
+		perTarget: orDefault(cfg.MaxInFlight, DefaultMaxInFlight),
+		maxBody:   orDefault(cfg.MaxBody, DefaultMaxBody),
+		lease:     orDefault(cfg.Lease, DefaultLease),
+		poll:      orDefault(cfg.PollInterval, DefaultPollInterval),
+		wake:      make(chan struct{}, 1), stop: make(chan struct{}), jobs: make(chan *Delivery),
+		calls: map[string]*call{}}
+	if d.policy.schedule == nil {
+		d.policy.schedule = defaultRetrySchedule
 	}
 	if d.queue == nil {
-		d.queue = NewMemoryQueue(0)
+		d.queue = NewMemoryQueue(QueueLimits{})
 	}
 	if d.transport == nil {
 		d.own = NewHTTPTransport(HTTPConfig{})
@@ -274,15 +293,19 @@ func NewDispatcher(r *Registry, cfg Config) (*Dispatcher, error) {
 	if d.log == nil {
 		d.log = slog.Default()
 	}
+	d.attemptTimeout = d.lease / 2
+	if ht, ok := d.transport.(*HTTPTransport); ok && ht.timeout <= d.attemptTimeout {
+		d.attemptTimeout = 0
+	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.bg = context.WithoutCancel(d.ctx)
-	d.bound = true
-	if ht, ok := d.transport.(*HTTPTransport); ok && ht.timeout <= attemptTimeout {
-		d.bound = false
-	}
 	d.contentType, d.agent = []string{"application/json"}, []string{userAgent}
-	d.wg.Add(1)
+	d.finished = make(chan finished, d.workers)
+	d.unwatch = r.watchDeletes(d.purge)
+	d.work.Add(1)
 	go d.run()
+	d.recorder.Add(1)
+	go d.record()
 	return d, nil
 }
 
@@ -297,19 +320,36 @@ func orDefault[T int | int64 | time.Duration](v, def T) T {
 
 // Dispatch matches events, builds the requests of every registration they
 // fire and hands them to the Queue, then returns; delivery is asynchronous
-// (see Flush). It assigns an ID to every event without one and the current
-// time to every event without one. The Expander, if any, runs here, with
-// ctx.
+// (see Flush). It assigns an ID to every event without one, the current
+// time to every event without one, and the skip key ctx carries (see
+// ContextWithSkipKey) to every event without one. The Expander, if any,
+// runs here, with ctx.
 //
 // It refuses, with an error that wraps ErrInvalid and names the event, an
 // event whose name is not in the catalogue (or is a wildcard), whose Data
 // is not a JSON object, whose Previous or Related is neither empty, null
 // nor a JSON object, or a CustomEntity event without CustomEntity; with an
 // error that wraps ErrTooLarge, an event whose item alone exceeds
-// Config.MaxBody; and it returns the Expander's and the Queue's errors. A
-// refused call delivers nothing, so the caller can fix it and call again
-// without duplicates. After Close it returns ErrClosed.
+// Config.MaxBody; with an error that wraps ErrQueueFull, a call that would
+// take the Queue past its bounds; and it returns the Expander's and the
+// Queue's errors. A refused call delivers nothing, so the caller can fix
+// it and call again without duplicates. After Close it returns ErrClosed.
 func (d *Dispatcher) Dispatch(ctx context.Context, events ...Event) error {
+	return d.dispatch(ctx, d.queue, true, events)
+}
+
+// DispatchTo is Dispatch that hands the deliveries to `to` instead of the
+// Dispatcher's Queue: a durable Queue's view of a transaction of the
+// host's, so that the deliveries are stored with the host's change or not
+// at all (a transactional outbox). `to` must write to the Queue of the
+// Dispatcher, which sends the deliveries once the transaction commits;
+// until then they are not the Dispatcher's, and Flush does not wait for
+// them, so that a rollback leaves no trace.
+func (d *Dispatcher) DispatchTo(ctx context.Context, to Enqueuer, events ...Event) error {
+	return d.dispatch(ctx, to, false, events)
+}
+
+func (d *Dispatcher) dispatch(ctx context.Context, to Enqueuer, track bool, events []Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -321,8 +361,40 @@ func (d *Dispatcher) Dispatch(ctx context.Context, events ...Event) error {
 	d.intake.Add(1)
 	d.mu.Unlock()
 	defer d.intake.Done()
+	all, err := d.build(ctx, events)
+	if err != nil || len(all) == 0 {
+		return err
+	}
+	var c *call
+	if track {
+		// Tracked before the Queue has them, so that an attempt that ends
+		// at once finds its call.
+		c = &call{pending: len(all), done: make(chan struct{})}
+		d.mu.Lock()
+		for _, dl := range all {
+			d.calls[dl.ID] = c
+		}
+		d.mu.Unlock()
+	}
+	if err := to.Enqueue(ctx, all...); err != nil {
+		if track {
+			d.mu.Lock()
+			for _, dl := range all {
+				delete(d.calls, dl.ID)
+			}
+			d.mu.Unlock()
+		}
+		return fmt.Errorf("webhook: queueing %d deliveries: %w", len(all), err)
+	}
+	d.poke()
+	return nil
+}
 
+// build matches events and builds the deliveries of every registration
+// they fire.
+func (d *Dispatcher) build(ctx context.Context, events []Event) ([]*Delivery, error) {
 	now := d.clock.Now()
+	skipKey := SkipKeyFromContext(ctx)
 	type group struct {
 		reg    *registration
 		events []*event
@@ -337,8 +409,11 @@ func (d *Dispatcher) Dispatch(ctx context.Context, events ...Event) error {
 		// call returns, so nothing keeps the caller's buffers. Matching
 		// has no effect, so an event refused later still refuses the call.
 		ev := &parsed[i]
+		if e.SkipKey == "" {
+			e.SkipKey = skipKey
+		}
 		if err := d.reg.parseEvent(ev, i, e, &data.m, &prev.m); err != nil {
-			return err
+			return nil, err
 		}
 		if ev.ID == "" {
 			ev.ID = newUUID()
@@ -367,31 +442,11 @@ func (d *Dispatcher) Dispatch(ctx context.Context, events ...Event) error {
 		ds, b, err := deliveries(ctx, d.expander, g.reg, g.events, recordSpans{&parsed[len(parsed)-1], &data.m}, now, d.maxBody, *buf)
 		*buf = b
 		if err != nil {
-			return err
+			return nil, err
 		}
 		all = append(all, ds...)
 	}
-	if len(all) == 0 {
-		return nil
-	}
-	// Tracked before the Queue has them, so that an attempt that ends at
-	// once finds its call.
-	c := &call{pending: len(all), done: make(chan struct{})}
-	d.mu.Lock()
-	for _, dl := range all {
-		d.calls[dl.ID] = c
-	}
-	d.mu.Unlock()
-	if err := d.queue.Enqueue(ctx, all...); err != nil {
-		d.mu.Lock()
-		for _, dl := range all {
-			delete(d.calls, dl.ID)
-		}
-		d.mu.Unlock()
-		return fmt.Errorf("webhook: queueing %d deliveries: %w", len(all), err)
-	}
-	d.poke()
-	return nil
+	return all, nil
 }
 
 // poke wakes the scheduler, which may be waiting for the next due time.
@@ -402,432 +457,38 @@ func (d *Dispatcher) poke() {
 	}
 }
 
-// run is the Dispatcher's one long-lived goroutine: it claims due
-// deliveries for the free delivery slots and starts an attempt for each,
-// then sleeps until the next due time, a finished attempt or a new
-// Dispatch. Pending deliveries cost no goroutine.
-func (d *Dispatcher) run() {
-	defer d.wg.Done()
-	for {
-		select {
-		case <-d.stop:
-			return
-		default:
-		}
-		now := d.clock.Now()
-		d.mu.Lock()
-		free := d.workers - d.inFlight
-		skip, resume := d.limitedLocked(now)
-		d.mu.Unlock()
-		var claimed []*Delivery
-		var err error
-		if free > 0 {
-			claimed, err = d.queue.Claim(d.ctx, now, free, lease, skip)
-			for _, dl := range claimed {
-				d.start(dl)
-			}
-		}
-		if len(claimed) > 0 {
-			continue
-		}
-		var next time.Time
-		var ok bool
-		if err == nil {
-			next, ok, err = d.queue.NextDue(d.ctx)
-		}
-		if err != nil {
-			d.log.LogAttrs(d.ctx, slog.LevelError, "webhook: reading the queue", slog.String("error", err.Error()))
-			// Try again soon rather than never; a Queue that fails is the
-			// host's to mend.
-			next, ok = now.Add(time.Second), true
-		}
-		if ok && !next.After(now) {
-			// What is due waits for a slot or a paused receiver: a finished
-			// attempt pokes, and resume is when the first pause ends.
-			ok = false
-		}
-		if !resume.IsZero() && (!ok || resume.Before(next)) {
-			next, ok = resume, true
-		}
-		stopTimer := func() bool { return false }
-		if ok {
-			// Measured from a fresh reading: time may have moved since the
-			// Claim, and a fake clock's timer only fires when it moves again.
-			wait := next.Sub(d.clock.Now())
-			if wait <= 0 {
-				continue
-			}
-			stopTimer = d.clock.AfterFunc(wait, d.poke)
-			if !d.clock.Now().Before(next) {
-				// The clock moved while the timer was armed from an older
-				// reading, so it may fire late: look again now.
-				stopTimer()
-				continue
-			}
-		}
-		select {
-		case <-d.wake:
-			stopTimer()
-		case <-d.stop:
-			stopTimer()
-			return
-		}
-	}
-}
-
-// limitedLocked lists the registrations that get no new attempt now: those
-// at their limit of requests in flight and those paused. resume is when
-// the first pause ends. It looks only at the endpoints that were limited,
-// so that a thousand failing registrations cost the scheduler nothing
-// between their retries. It requires d.mu held.
-func (d *Dispatcher) limitedLocked(now time.Time) (skip []string, resume time.Time) {
-	for id, ep := range d.limited {
-		paused := ep.pausedUntil.After(now)
-		if !paused && ep.inFlight < d.maxInFlight {
-			delete(d.limited, id)
-			continue
-		}
-		skip = append(skip, id)
-		if paused && (resume.IsZero() || ep.pausedUntil.Before(resume)) {
-			resume = ep.pausedUntil
-		}
-	}
-	return skip, resume
-}
-
-func (d *Dispatcher) endpointLocked(id string) *endpoint {
-	ep := d.endpoints[id]
-	if ep == nil {
-		if d.created++; d.created >= d.sweepAt {
-			d.sweepLocked()
-		}
-		ep = &endpoint{}
-		d.endpoints[id] = ep
-	}
-	return ep
-}
-
-// sweepLocked forgets the failures of deleted registrations, which no
-// attempt will come to reset. It runs once twice as many endpoints have
-// been created since the last sweep as the map then held (64 at least), so
-// that its cost per new endpoint stays constant. It requires d.mu held.
-func (d *Dispatcher) sweepLocked() {
-	for id, ep := range d.endpoints {
-		if ep.inFlight == 0 {
-			if _, err := d.reg.lookup(id); err != nil {
-				delete(d.endpoints, id)
-				delete(d.limited, id)
-			}
-		}
-	}
-	d.created, d.sweepAt = 0, max(64, 2*len(d.endpoints))
-}
-
-// start runs one attempt of dl on an idle worker, or on a new one when
-// none is idle. Workers live until Close, at most Workers of them: a new
-// goroutine for every attempt would grow its stack from scratch to the
-// depth of an HTTP request each time, which cost a tenth of the time of a
-// delivery to a local receiver.
-func (d *Dispatcher) start(dl *Delivery) {
+// purge has the deliveries of a deleted registration removed, by the
+// scheduler: the Registry calls it, and no Queue call is made under a
+// lock of the Registry's or the Dispatcher's.
+func (d *Dispatcher) purge(key string) {
 	d.mu.Lock()
-	d.inFlight++
-	j := d.takeLocked(dl)
-	handoff := d.idle > 0
-	if handoff {
-		d.idle--
-	}
+	d.purges = append(d.purges, key)
 	d.mu.Unlock()
-	if handoff {
-		select {
-		case d.jobs <- j:
-			return
-		case <-d.stop:
-			// The idle worker may have ended; this attempt still needs one.
-		}
-	}
-	d.wg.Add(1)
-	go d.work(j)
+	d.poke()
 }
 
-// job is an attempt to make, with its registration's delivery state.
-type job struct {
-	dl *Delivery
-	ep *endpoint
-}
-
-// takeLocked counts dl in flight to its registration; the caller counts
-// it in d.inFlight. It requires d.mu held.
-func (d *Dispatcher) takeLocked(dl *Delivery) job {
-	ep := d.endpointLocked(dl.WebhookID)
-	if ep.inFlight++; ep.inFlight >= d.maxInFlight {
-		d.limited[dl.WebhookID] = ep
-	}
-	return job{dl, ep}
-}
-
-// work runs j's attempt, then the next due delivery while there is one,
-// then waits for the scheduler to hand it another, until Close.
-func (d *Dispatcher) work(j job) {
-	defer d.wg.Done()
-	for {
-		d.attempt(j.dl)
-		id, ep := j.dl.WebhookID, j.ep
-		now := d.clock.Now()
-		d.mu.Lock()
-		// Forget an endpoint with nothing left to remember, so that the
-		// map holds only registrations in flight, paused or failing.
-		if ep.inFlight--; ep.inFlight == 0 && ep.failures == 0 && !ep.pausedUntil.After(now) {
-			delete(d.endpoints, id)
-			delete(d.limited, id)
-		}
-		skip, _ := d.limitedLocked(now)
-		d.mu.Unlock()
-		// The worker keeps its slot for what is due next: going through
-		// the scheduler would cost a wake-up and a hand-off per request.
-		var next []*Delivery
-		select {
-		case <-d.stop: // Close waits for what is in flight, not for the Queue
-		default:
-			// An error is the scheduler's to log, once it is poked below.
-			next, _ = d.queue.Claim(d.ctx, now, 1, lease, skip)
-		}
-		d.mu.Lock()
-		if len(next) == 1 {
-			j = d.takeLocked(next[0])
-			d.mu.Unlock()
-			continue
-		}
-		d.inFlight--
-		d.idle++
-		d.mu.Unlock()
-		d.poke()
-		select {
-		case j = <-d.jobs:
-		case <-d.stop:
-			return
-		}
-	}
-}
-
-// outcome is what one attempt came to.
-type outcome struct {
-	status   int
-	header   http.Header
-	response []byte
-	err      error
-	duration time.Duration
-}
-
-// attempt sends dl once and settles it with the Queue: acked, retried or
-// dead-lettered.
-func (d *Dispatcher) attempt(dl *Delivery) {
-	// The Queue's bookkeeping must happen even when Close cancelled the
-	// attempt: a delivery left leased would wait for its lease to run out.
-	bg := d.bg
-	reg, err := d.reg.lookup(dl.WebhookID)
-	if err != nil {
-		// The registration was deleted: its deliveries are not wanted.
-		d.log.LogAttrs(bg, slog.LevelDebug, "webhook: registration deleted; delivery dropped",
-			slog.String("webhook_id", dl.WebhookID), slog.String("delivery_id", dl.ID))
-		d.mu.Lock()
-		d.endpointLocked(dl.WebhookID).failures = 0 // nothing to disable any more
-		d.mu.Unlock()
-		d.settle(bg, dl, d.queue.Ack(bg, dl.ID))
-		return
-	}
-	hook := &reg.hook
-	a := Attempt{DeliveryID: dl.ID, WebhookID: hook.ID, URL: hook.URL, EventIDs: dl.EventIDs, Attempt: dl.Attempts + 1}
-	if hook.Disabled != nil {
-		a.Attempt--
-		a.Err = fmt.Errorf("registration disabled at %s: %s", hook.Disabled.At.Format(time.RFC3339), hook.Disabled.Reason)
-		dl.LastError, a.Dead = a.Err.Error(), true
-		d.report(a)
-		d.settle(bg, dl, d.queue.DeadLetter(bg, dl))
-		return
-	}
-	out := d.send(reg, dl)
-	a.StatusCode, a.Err, a.Duration = out.status, out.err, out.duration
-	a.Response = out.response[:min(len(out.response), responseExcerpt)]
-	now := d.clock.Now()
-	if out.err == nil {
-		d.mu.Lock()
-		ep := d.endpointLocked(hook.ID)
-		ep.failures, ep.failingSince = 0, time.Time{}
-		d.mu.Unlock()
-		d.report(a)
-		d.settle(bg, dl, d.queue.Ack(bg, dl.ID))
-		return
-	}
-	if d.ctx.Err() != nil {
-		// Close gave up waiting: the attempt does not count, and the
-		// delivery stays pending for the next process.
-		a.Err, a.RetryAt = fmt.Errorf("%w: attempt cancelled: %v", ErrClosed, out.err), now
-		dl.Due = now
-		d.report(a)
-		if err := d.queue.Retry(bg, dl); err != nil {
-			d.settle(bg, dl, err)
+// doneLocked counts a delivery that is delivered, dead or dropped for
+// Flush. It requires d.mu held.
+func (d *Dispatcher) doneLocked(id string) {
+	c := d.calls[id]
+	if c == nil {
+		if d.reviving > 0 {
+			d.early[id] = true // perhaps revived by a Redeliver whose ids are not known yet
 		}
 		return
 	}
-	dl.Attempts++
-	dl.LastStatus, dl.LastError = out.status, out.err.Error()
-	delay := d.retryDelay(dl.Attempts, out, now)
-	d.mu.Lock()
-	ep := d.endpointLocked(hook.ID)
-	if ep.failures == 0 {
-		ep.failingSince = now
-	}
-	ep.failures++
-	var reason string
-	switch {
-	case out.status == http.StatusGone:
-		reason = "the receiver answered 410 Gone"
-	case ep.failures >= d.disableAttempts && now.Sub(ep.failingSince) >= d.disableAfter:
-		reason = fmt.Sprintf("%d attempts failed over %v without a success", ep.failures, now.Sub(ep.failingSince).Round(time.Second))
-	case out.status == http.StatusTooManyRequests || out.status == http.StatusBadGateway || out.status == http.StatusGatewayTimeout:
-		// The receiver asks for less: hold all its deliveries back.
-		ep.pausedUntil = now.Add(delay)
-		d.limited[hook.ID] = ep
-	}
-	d.mu.Unlock()
-	if reason != "" {
-		a.Disabled = d.reg.disable(hook.ID, reason, now)
-	}
-	if reason != "" || dl.Attempts > len(d.schedule) {
-		a.Dead = true
-		d.report(a)
-		d.settle(bg, dl, d.queue.DeadLetter(bg, dl))
-		return
-	}
-	dl.Due = now.Add(delay)
-	a.RetryAt = dl.Due
-	d.report(a)
-	if err := d.queue.Retry(bg, dl); err != nil {
-		d.settle(bg, dl, err)
+	delete(d.calls, id)
+	if c.pending--; c.pending == 0 {
+		close(c.done)
 	}
 }
 
-// retryDelay is how long the delivery waits after failing its n-th
-// attempt: the schedule's delay with jitter, or the receiver's Retry-After
-// when that is later, up to MaxRetryAfter.
-func (d *Dispatcher) retryDelay(n int, out outcome, now time.Time) time.Duration {
-	var delay time.Duration
-	if n <= len(d.schedule) {
-		delay = d.schedule[n-1]
-		if j := int64(delay / 5); j > 0 {
-			// ±10%, so that receivers that failed together are not all
-			// retried at the same instant.
-			delay += time.Duration(rand.Int64N(j)) - delay/10
-		}
-	}
-	if ra, ok := retryAfter(out.header.Get("Retry-After"), now); ok {
-		delay = max(delay, min(ra, d.maxRetryAfter))
-	}
-	return delay
-}
-
-// settle finishes dl's part in a Dispatch call once the Queue took the
-// outcome: delivered, dropped or dead. A Queue that failed is logged: the
-// delivery stays leased there and is attempted again when the lease ends.
-func (d *Dispatcher) settle(ctx context.Context, dl *Delivery, err error) {
-	if err != nil {
-		d.log.LogAttrs(ctx, slog.LevelError, "webhook: recording a delivery's outcome",
-			slog.String("delivery_id", dl.ID), slog.String("error", err.Error()))
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if c := d.calls[dl.ID]; c != nil {
-		delete(d.calls, dl.ID)
-		if c.pending--; c.pending == 0 {
-			close(c.done)
-		}
-	}
-}
-
-// The header names as http.Header keys them, written out so that no
-// request computes them again.
-const (
-	canonicalID        = "Webhook-Id"
-	canonicalTimestamp = "Webhook-Timestamp"
-	canonicalSignature = "Webhook-Signature"
-)
-
-// send makes one attempt: headers, signature and the Transport's request.
-func (d *Dispatcher) send(reg *registration, dl *Delivery) (out outcome) {
-	hook := &reg.hook
-	start := d.clock.Now()
-	defer func() {
-		// The Transport is the host's code: a panic there is one failed
-		// attempt, not the end of the host's process.
-		if p := recover(); p != nil {
-			out = outcome{err: fmt.Errorf("panic: %v", p)}
-		}
-		out.duration = d.clock.Now().Sub(start)
-	}()
-	req := &Request{URL: hook.URL, Header: make(http.Header, 5), Body: dl.Body,
-		InsecureSSL: hook.InsecureSSL, WebhookID: hook.ID, EventIDs: dl.EventIDs}
-	// One array backs the three values that change per request.
-	vals := [3]string{dl.ID, strconv.FormatInt(start.Unix(), 10)}
-	h := req.Header
-	h["Content-Type"] = d.contentType
-	h["User-Agent"] = d.agent
-	h[canonicalID] = vals[0:1:1]
-	h[canonicalTimestamp] = vals[1:2:2]
-	if hook.Signature != "" {
-		m := reg.shared.macs.get(hook.Signature)
-		switch d.format {
-		case PipelinerSignature:
-			vals[2] = signPipeliner(m, dl.Body)
-		case StandardSignature:
-			vals[2] = signStandard(m, dl.ID, start, dl.Body)
-		}
-		reg.shared.macs.put(m)
-		h[canonicalSignature] = vals[2:3:3]
-	}
-	ctx := d.ctx
-	if d.bound {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, attemptTimeout)
-		defer cancel()
-	}
-	resp, err := d.transport.Send(ctx, req)
-	switch {
-	case err != nil:
-		return outcome{err: err}
-	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return outcome{status: resp.StatusCode, header: resp.Header, response: resp.Body,
-			err: fmt.Errorf("receiver answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))}
-	}
-	return outcome{status: resp.StatusCode, header: resp.Header, response: resp.Body}
-}
-
-// report tells the Logger and the Observer about an attempt.
-func (d *Dispatcher) report(a Attempt) {
-	level, msg := slog.LevelDebug, "webhook: delivered"
-	attrs := []slog.Attr{slog.String("webhook_id", a.WebhookID), slog.String("delivery_id", a.DeliveryID),
-		slog.String("url", a.URL), slog.Int("attempt", a.Attempt), slog.Int("status", a.StatusCode)}
-	if a.Err != nil {
-		level, msg = slog.LevelWarn, "webhook: delivery failed"
-		attrs = append(attrs, slog.String("error", a.Err.Error()), slog.Bool("dead", a.Dead))
-		if !a.RetryAt.IsZero() {
-			attrs = append(attrs, slog.Time("retry_at", a.RetryAt))
-		}
-	}
-	d.log.LogAttrs(context.Background(), level, msg, attrs...)
-	if a.Disabled != nil {
-		d.log.LogAttrs(context.Background(), slog.LevelWarn, "webhook: registration disabled",
-			slog.String("webhook_id", a.WebhookID), slog.String("reason", a.Disabled.Reason))
-	}
-	if d.observe != nil {
-		d.observe(a)
-	}
-}
-
-// Flush waits until every delivery accepted (or redelivered) before it was
-// called is delivered, dead or dropped (its registration deleted), chunk
-// delays and retries included, or until ctx is done. After Close it returns
-// ErrClosed if deliveries are still pending: nothing will send them.
+// Flush waits until every delivery accepted (or redelivered) by this
+// Dispatcher before it was called is delivered, dead or dropped (its
+// registration deleted), chunk delays and retries included, or until ctx
+// is done. Deliveries of DispatchTo, and of other replicas, are not
+// waited for. Once Close is called it returns ErrClosed if deliveries are
+// still pending: nothing will send them.
 func (d *Dispatcher) Flush(ctx context.Context) error {
 	d.mu.Lock()
 	seen := map[*call]bool{}
@@ -838,54 +499,69 @@ func (d *Dispatcher) Flush(ctx context.Context) error {
 			waits = append(waits, c.done)
 		}
 	}
-	closed := d.closed
 	d.mu.Unlock()
-	if closed && len(waits) > 0 {
-		// Nothing will deliver them now: they stay in the Queue.
-		return ErrClosed
-	}
 	for _, w := range waits {
 		select {
 		case <-w:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-d.stop:
+			select {
+			case <-w:
+			default:
+				return ErrClosed // nothing will deliver them now: they stay in the Queue
+			}
 		}
 	}
 	return nil
 }
 
-// Dead returns the deliveries to the registration webhookID that will not
-// be tried again, oldest first, as the Queue keeps them. Like Redeliver it
-// takes the id as it is: a host serving its tenants checks first that the
-// registration is in the caller's space (Registry.Get).
-func (d *Dispatcher) Dead(ctx context.Context, webhookID string) ([]*Delivery, error) {
-	return d.queue.Dead(ctx, webhookID)
+// Dead returns the deliveries to the registration webhookID of space that
+// will not be tried again, oldest first, as the Queue keeps them. An id
+// of another space is an error that wraps ErrNotFound.
+func (d *Dispatcher) Dead(ctx context.Context, space, webhookID string) ([]*Delivery, error) {
+	reg, err := d.reg.find(ctx, space, webhookID)
+	if err != nil {
+		return nil, err
+	}
+	return d.queue.Dead(ctx, reg.key)
 }
 
-// Redeliver sends dead deliveries of the registration webhookID again,
-// with a fresh retry schedule: the one with deliveryID, or all of them when
-// deliveryID is "". It returns how many; a deliveryID that names no dead
-// delivery of webhookID is an error that wraps ErrNotFound. A disabled
-// registration gets nothing until an Update enables it: that is an error
-// that wraps ErrInvalid.
-func (d *Dispatcher) Redeliver(ctx context.Context, webhookID, deliveryID string) (int, error) {
-	if reg, err := d.reg.lookup(webhookID); err == nil && reg.hook.Disabled != nil {
-		return 0, fmt.Errorf("webhook: registration %s is disabled (%s); Update it before redelivering: %w",
-			webhookID, reg.hook.Disabled.Reason, ErrInvalid)
+// Redeliver sends dead deliveries of the registration webhookID of space
+// again, with a fresh retry schedule: the one with deliveryID, or all of
+// them when deliveryID is "". It returns how many; an id of another space,
+// or a deliveryID that names no dead delivery of the registration, is an
+// error that wraps ErrNotFound. A disabled registration gets nothing until
+// an Update enables it: that is an error that wraps ErrInvalid.
+func (d *Dispatcher) Redeliver(ctx context.Context, space, webhookID, deliveryID string) (int, error) {
+	reg, err := d.reg.find(ctx, space, webhookID)
+	if err != nil {
+		return 0, err
 	}
-	// d.mu is held across Revive so that Flush counts the revived
-	// deliveries before an attempt can finish one of them.
+	if dis := reg.hook.Disabled; dis != nil {
+		return 0, fmt.Errorf("webhook: registration %s is disabled (%s); Update it before redelivering: %w",
+			webhookID, dis.Reason, ErrInvalid)
+	}
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
 		return 0, ErrClosed
 	}
-	ids, err := d.queue.Revive(ctx, webhookID, deliveryID, d.clock.Now())
-	if len(ids) > 0 {
-		c := &call{pending: len(ids), done: make(chan struct{})}
-		for _, id := range ids {
+	if d.reviving++; d.reviving == 1 {
+		d.early = map[string]bool{}
+	}
+	d.mu.Unlock()
+	ids, err := d.queue.Revive(ctx, reg.key, deliveryID, d.clock.Now())
+	d.mu.Lock()
+	c := &call{done: make(chan struct{})}
+	for _, id := range ids {
+		if !d.early[id] {
 			d.calls[id] = c
+			c.pending++
 		}
+	}
+	if d.reviving--; d.reviving == 0 {
+		d.early = nil
 	}
 	d.mu.Unlock()
 	if len(ids) > 0 {
@@ -908,11 +584,12 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 	}
 	d.closed = true
 	d.mu.Unlock()
+	d.unwatch()
 	d.intake.Wait()
 	close(d.stop)
 	done := make(chan struct{})
 	go func() {
-		d.wg.Wait()
+		d.work.Wait()
 		close(done)
 	}()
 	var err error
@@ -923,6 +600,9 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 		d.cancel()
 		<-done
 	}
+	// The workers have handed over their outcomes: record them.
+	close(d.finished)
+	d.recorder.Wait()
 	d.cancel()
 	if d.own != nil {
 		d.own.Close()

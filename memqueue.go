@@ -8,65 +8,51 @@ import (
 	"time"
 )
 
-// defaultMaxDead is how many dead deliveries a MemoryQueue keeps per
-// registration unless told otherwise: enough to see what went wrong and
-// revive it, few enough that a receiver that is down for days does not
-// fill the memory.
-const defaultMaxDead = 1000
-
-// skipSetMin is the length of skip from which Claim looks names up in a
-// set instead of scanning the slice: the scan is cheaper for the few
-// registrations a Dispatcher usually has in flight.
-const skipSetMin = 16
-
 // MemoryQueue is the default Queue: it keeps deliveries in memory, so they
-// are lost when the process ends. It runs no goroutines, and Claim does not
-// scan the pending deliveries: it takes the due ones off a heap of
-// registrations ordered by their earliest delivery, so that its cost grows
-// with what it returns and skips, and with the logarithm of what is
-// waiting.
+// are lost when the process ends, but Dispatchers of one process may share
+// it. It runs no goroutines, and Claim does not scan the pending
+// deliveries: it takes them off heaps of spaces and of targets ordered by
+// their earliest delivery, so that its cost grows with what it returns
+// and skips, and with the logarithm of what is waiting.
 //
-// Enqueue, Retry and DeadLetter store copies of the Delivery values they
-// are given, and Claim and Dead return copies the caller owns, but the
-// copies share the arrays behind EventIDs and Body, which nobody modifies
-// after a delivery is built: a caller must not modify their elements. The
-// slices are stored at full capacity, so appending to a returned slice
-// copies it. Stored times lose their monotonic clock reading, as they would
-// in a database.
+// Enqueue and Settle store copies of the Delivery values they are given,
+// and Claim and Dead return copies the caller owns, but the copies share
+// the arrays behind EventIDs and Body, which nobody modifies after a
+// delivery is built: a caller must not modify their elements. The slices
+// are stored at full capacity, so appending to a returned slice copies it.
+// Stored times lose their monotonic clock reading, as they would in a
+// database.
 //
 // Beyond the Queue contract, a MemoryQueue holds at most one delivery per
-// ID, pending, leased or dead: Enqueue refuses an ID it holds, Retry and
-// DeadLetter act on the delivery with d.ID wherever it is, or store d when
-// there is none, and Ack removes the delivery wherever it is, dead ones
-// included.
+// ID, pending, leased or dead, and an outcome acts on the delivery with
+// its ID wherever it is.
 //
-// The zero value is an empty MemoryQueue that keeps 1000 dead deliveries
-// per registration. A MemoryQueue is safe for simultaneous use by multiple
-// goroutines.
+// The zero value is an empty MemoryQueue with the default QueueLimits. A
+// MemoryQueue is safe for simultaneous use by multiple goroutines.
 type MemoryQueue struct {
-	maxDead int
+	limits QueueLimits // zero fields mean the defaults
 
 	mu      sync.Mutex
-	seq     uint64                // the last enqueue order given out
-	entries map[string]*queued    // every delivery held, by ID
-	hooks   map[string]*hookQueue // the registrations that have a pending or leased delivery
-	ready   minHeap[*hookQueue]   // the registrations that have a pending delivery, earliest first
-	leases  minHeap[*queued]      // the leased deliveries, earliest lease end first
-	dead    map[string][]*queued  // the dead of each registration, oldest first
+	seq     uint64 // the last enqueue order given out
+	held    int    // pending deliveries, leased ones included
+	entries map[string]*queued  // every delivery held, by ID
+	targets map[string]*targetQ // targets that hold a delivery, a pause or failures
+	spaces  map[string]*spaceQ  // spaces that have a pending delivery, leased or not
+	// The spaces with a target ready to claim from: due holds those whose
+	// earliest delivery was due at the last Claim, fewest leased first,
+	// and later the others, earliest first.
+	due, later minHeap[*spaceQ]
+	paused     minHeap[*targetQ] // targets paused, with a pending delivery, earliest end first
+	leases     minHeap[*queued]  // leased deliveries, earliest lease end first
 
-	// Scratch space of Claim, kept to spare it allocations.
-	aside   []*hookQueue
-	claimed []*queued
-	skipSet map[string]struct{}
+	aside []*targetQ // scratch space of Claim: targets at their limit
 }
 
 var _ Queue = (*MemoryQueue)(nil)
 
-// NewMemoryQueue returns an empty MemoryQueue that keeps at most maxDead
-// dead deliveries per registration, dropping the oldest first. If maxDead
-// is 0 or less, 1000 is used.
-func NewMemoryQueue(maxDead int) *MemoryQueue {
-	return &MemoryQueue{maxDead: maxDead}
+// NewMemoryQueue returns an empty MemoryQueue bound by limits.
+func NewMemoryQueue(limits QueueLimits) *MemoryQueue {
+	return &MemoryQueue{limits: limits}
 }
 
 type queuedState uint8
@@ -85,9 +71,9 @@ type queued struct {
 	// at is when the delivery matters next: d.Due while it is pending, the
 	// end of its lease while it is leased. One field serves both heaps, so
 	// that one before method orders both.
-	at    time.Time
-	index int        // position in hook.pending while pending, in MemoryQueue.leases while leased
-	hook  *hookQueue // nil while dead
+	at     time.Time
+	index  int      // position in target.pending while pending, in MemoryQueue.leases while leased
+	target *targetQ // nil while dead
 }
 
 func (e *queued) before(o *queued) bool {
@@ -99,24 +85,53 @@ func (e *queued) before(o *queued) bool {
 
 func (e *queued) setIndex(i int) { e.index = i }
 
-// hookQueue is what a MemoryQueue holds for one registration.
-type hookQueue struct {
+// targetQ is what a MemoryQueue keeps for one target.
+type targetQ struct {
 	id      string
-	pending minHeap[*queued] // earliest Due first, enqueue order among equals
-	held    int              // pending and leased deliveries; the hookQueue goes when it reaches 0
-	index   int              // position in MemoryQueue.ready, -1 when not there
+	space   *spaceQ
+	pending minHeap[*queued] // not leased, earliest Due first, enqueue order among equals
+	leased  int
+	held    int // pending and leased
+	dead    []*queued
+	health  Health
+	until   time.Time // paused until then
+	// pausing says the target is in MemoryQueue.paused rather than in
+	// space.ready: which of the two orders before uses.
+	pausing bool
+	index   int // in space.ready or MemoryQueue.paused; -1 in neither
 }
 
-// before orders registrations by their earliest pending delivery, so that
-// Claim takes deliveries in (Due, enqueue order) across registrations too.
-// Only hooks with a pending delivery are compared.
-func (h *hookQueue) before(o *hookQueue) bool { return h.pending[0].before(o.pending[0]) }
+func (t *targetQ) before(o *targetQ) bool {
+	if t.pausing {
+		return t.until.Before(o.until)
+	}
+	return t.pending[0].before(o.pending[0])
+}
 
-func (h *hookQueue) setIndex(i int) { h.index = i }
+func (t *targetQ) setIndex(i int) { t.index = i }
 
-// Enqueue stores copies of ds as pending. It fails with an error that
-// wraps ErrInvalid, and stores none of ds, if one of them is nil, has no
-// ID, or has the ID of a delivery q holds or of another of ds.
+// spaceQ is what a MemoryQueue keeps for one space.
+type spaceQ struct {
+	name    string
+	leased  int
+	targets int               // in MemoryQueue.targets; the space goes with the last
+	ready   minHeap[*targetQ] // targets with a pending delivery not paused, by their earliest
+	inDue  bool              // in MemoryQueue.due rather than later: which order before uses
+	index  int               // in due or later; -1 in neither
+}
+
+func (s *spaceQ) before(o *spaceQ) bool {
+	if s.inDue && s.leased != o.leased {
+		return s.leased < o.leased
+	}
+	return s.ready[0].before(o.ready[0])
+}
+
+func (s *spaceQ) setIndex(i int) { s.index = i }
+
+// Enqueue stores copies of ds as pending, as the Queue contract says. It
+// also refuses, with an error that wraps ErrInvalid, a nil delivery, one
+// without ID or Target, or two with the same ID.
 func (q *MemoryQueue) Enqueue(ctx context.Context, ds ...*Delivery) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -126,18 +141,34 @@ func (q *MemoryQueue) Enqueue(ctx context.Context, ds ...*Delivery) error {
 			return fmt.Errorf("enqueue delivery %d of %d: %w", i+1, len(ds), err)
 		}
 	}
+	lim := q.limits.WithDefaults()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.init()
-	for i, d := range ds {
-		if _, ok := q.entries[d.ID]; ok {
-			// Undo this call's deliveries so that Enqueue stores all or
-			// nothing, as a transaction of a durable Queue would.
-			for _, d := range ds[:i] {
-				q.remove(q.entries[d.ID])
-			}
+	if q.held+len(ds) > lim.MaxPending {
+		return fmt.Errorf("%w: %d pending deliveries, %d more would pass the bound of %d",
+			ErrQueueFull, q.held, len(ds), lim.MaxPending)
+	}
+	add := map[string]int{}
+	ids := make(map[string]bool, len(ds))
+	for _, d := range ds {
+		if q.entries[d.ID] != nil || ids[d.ID] {
 			return fmt.Errorf("%w: delivery %s of webhook %s is queued already", ErrInvalid, d.ID, d.WebhookID)
 		}
+		ids[d.ID] = true
+		add[d.Target]++
+	}
+	for target, n := range add {
+		held := 0
+		if t := q.targets[target]; t != nil {
+			held = t.held
+		}
+		if held+n > lim.MaxPendingPerTarget {
+			return fmt.Errorf("%w: webhook %s has %d pending deliveries, %d more would pass the bound of %d",
+				ErrQueueFull, target, held, n, lim.MaxPendingPerTarget)
+		}
+	}
+	for _, d := range ds {
 		q.seq++
 		e := &queued{d: queuedCopy(d), seq: q.seq}
 		q.entries[d.ID] = e
@@ -146,227 +177,267 @@ func (q *MemoryQueue) Enqueue(ctx context.Context, ds ...*Delivery) error {
 	return nil
 }
 
-// Claim leases and returns up to max pending deliveries whose Due is not
-// after now, as the Queue contract says. The lease ends at now+lease: a
-// Claim whose now is not before that time finds the delivery pending
-// again, so that Claim at the time NextDue reports returns it. If max is 0
-// or less, Claim returns nothing and leases nothing.
-func (q *MemoryQueue) Claim(ctx context.Context, now time.Time, max int, lease time.Duration, skip []string) ([]*Delivery, error) {
+// Claim leases and returns up to max due deliveries, as the Queue
+// contract says.
+func (q *MemoryQueue) Claim(ctx context.Context, now time.Time, max int, lease time.Duration, perTarget int) ([]*Delivery, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if max <= 0 {
 		return nil, nil
 	}
+	perTarget = orDefault(perTarget, 1)
 	now = now.Round(0)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.expire(now)
-	skipped := q.skipper(skip)
-	aside, claimed := q.aside[:0], q.claimed[:0]
-	for len(claimed) < max && len(q.ready) > 0 {
-		h := q.ready[0]
-		if h.pending[0].at.After(now) {
-			break
-		}
-		// The registration stays off ready until the loop ends, so that it
-		// gives at most one delivery, and so that a skipped one does not
-		// come up again.
-		q.ready.remove(0)
-		aside = append(aside, h)
-		if skipped(h.id) {
+	for len(q.later) > 0 && !q.later[0].ready[0].pending[0].at.After(now) {
+		s := q.later.remove(0)
+		s.inDue = true
+		q.due.push(s)
+	}
+	var claimed []*queued
+	for len(claimed) < max && len(q.due) > 0 {
+		s := q.due[0]
+		t := s.ready[0]
+		switch {
+		case t.pending[0].at.After(now):
+			// Not due after all: time went back, or its earliest changed.
+			q.due.remove(0)
+			s.inDue = false
+			q.later.push(s)
+			continue
+		case t.leased >= perTarget:
+			s.ready.remove(0)
+			q.aside = append(q.aside, t)
+			q.place(s)
 			continue
 		}
-		e := h.pending.remove(0)
+		e := t.pending.remove(0)
 		e.state, e.at = stateLeased, now.Add(lease)
 		q.leases.push(e)
+		t.leased++
+		s.leased++
 		claimed = append(claimed, e)
+		q.ready(t)
 	}
-	for _, h := range aside {
-		q.settle(h)
+	for _, t := range q.aside {
+		q.ready(t)
 	}
-	var out []*Delivery
-	if len(claimed) > 0 {
-		// One array for the whole batch: two allocations a Claim, not one a
-		// delivery.
-		batch := make([]Delivery, len(claimed))
-		out = make([]*Delivery, len(claimed))
-		for i, e := range claimed {
-			batch[i] = e.d
-			out[i] = &batch[i]
-		}
-	}
-	clear(aside)
-	clear(claimed)
-	q.aside, q.claimed = aside[:0], claimed[:0]
-	return out, nil
-}
-
-// skipper returns whether a registration is in skip. requires q.mu held.
-func (q *MemoryQueue) skipper(skip []string) func(string) bool {
-	if len(skip) < skipSetMin {
-		return func(id string) bool { return slices.Contains(skip, id) }
-	}
-	if q.skipSet == nil {
-		q.skipSet = make(map[string]struct{}, len(skip))
-	}
-	clear(q.skipSet)
-	for _, id := range skip {
-		q.skipSet[id] = struct{}{}
-	}
-	return func(id string) bool {
-		_, ok := q.skipSet[id]
-		return ok
-	}
-}
-
-// Ack removes the delivery with id, wherever it is: pending, leased or
-// dead. An id that q does not hold is not an error.
-func (q *MemoryQueue) Ack(ctx context.Context, id string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if e := q.entries[id]; e != nil {
-		q.remove(e)
-	}
-	return nil
-}
-
-// Retry ends the lease of the delivery with d.ID and stores d's Attempts,
-// Due, LastStatus and LastError: the delivery is pending again, due at
-// d.Due. A dead delivery with d.ID is pending again too. If q holds no
-// delivery with d.ID, Retry stores a copy of d as pending: a delivery is
-// better attempted once more than lost. A nil d or one without ID is an
-// error that wraps ErrInvalid.
-func (q *MemoryQueue) Retry(ctx context.Context, d *Delivery) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkDelivery(d); err != nil {
-		return fmt.Errorf("retry: %w", err)
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	e := q.take(d)
-	e.d.Attempts, e.d.Due = d.Attempts, d.Due.Round(0)
-	e.d.LastStatus, e.d.LastError = d.LastStatus, d.LastError
-	q.addPending(e)
-	return nil
-}
-
-// take returns q's entry for d.ID, out of whichever set held it, or a new
-// one holding a copy of d. It requires q.mu held.
-func (q *MemoryQueue) take(d *Delivery) *queued {
-	q.init()
-	e := q.entries[d.ID]
-	if e == nil {
-		q.seq++
-		e = &queued{d: queuedCopy(d), seq: q.seq}
-		q.entries[d.ID] = e
-		return e
-	}
-	q.unlink(e)
-	return e
-}
-
-// DeadLetter ends the lease of the delivery with d.ID and keeps a copy of
-// d, as given, as the newest dead delivery of d.WebhookID, dropping the
-// oldest when there are more than q keeps. It does so also when q holds no
-// delivery with d.ID, and moves a dead one to the newest place. A nil d or
-// one without ID is an error that wraps ErrInvalid.
-func (q *MemoryQueue) DeadLetter(ctx context.Context, d *Delivery) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkDelivery(d); err != nil {
-		return fmt.Errorf("dead-letter: %w", err)
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	e := q.take(d)
-	e.d, e.state = queuedCopy(d), stateDead
-	list := append(q.dead[d.WebhookID], e)
-	if keep := q.deadBound(); len(list) > keep {
-		for _, old := range list[:len(list)-keep] {
-			delete(q.entries, old.d.ID)
-		}
-		// Reslicing instead of copying keeps DeadLetter O(1); append
-		// reallocates, and so frees the dropped front, once the array is
-		// full.
-		clear(list[:len(list)-keep])
-		list = list[len(list)-keep:]
-	}
-	q.dead[d.WebhookID] = list
-	return nil
-}
-
-// Dead returns copies of the dead deliveries of webhookID, oldest first.
-func (q *MemoryQueue) Dead(ctx context.Context, webhookID string) ([]*Delivery, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	list := q.dead[webhookID]
-	if len(list) == 0 {
+	clear(q.aside)
+	q.aside = q.aside[:0]
+	if len(claimed) == 0 {
 		return nil, nil
 	}
-	batch := make([]Delivery, len(list))
-	out := make([]*Delivery, len(list))
-	for i, e := range list {
+	// One array for the whole batch: two allocations a Claim, not one a
+	// delivery.
+	batch := make([]Delivery, len(claimed))
+	out := make([]*Delivery, len(claimed))
+	for i, e := range claimed {
 		batch[i] = e.d
 		out[i] = &batch[i]
 	}
 	return out, nil
 }
 
-// Revive makes the dead delivery id of webhookID pending again, or all of
-// them when id is "", as the Queue contract says. A revived
-// delivery keeps its enqueue order, and its LastStatus and LastError, which
-// say why it died.
-func (q *MemoryQueue) Revive(ctx context.Context, webhookID, id string, now time.Time) ([]string, error) {
+// Settle records outcomes as the Queue contract says.
+func (q *MemoryQueue) Settle(ctx context.Context, now time.Time, outcomes ...Outcome) ([]Health, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for i, o := range outcomes {
+		if err := checkDelivery(o.Delivery); err != nil {
+			return nil, fmt.Errorf("settle outcome %d of %d: %w", i+1, len(outcomes), err)
+		}
+		if o.Kind < Delivered || o.Kind > Dropped {
+			return nil, fmt.Errorf("settle outcome %d of %d: %w: kind %d", i+1, len(outcomes), ErrInvalid, o.Kind)
+		}
+	}
+	now = now.Round(0)
+	dead := q.limits.WithDefaults().MaxDead
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.init()
+	health := make([]Health, len(outcomes))
+	for i, o := range outcomes {
+		d := o.Delivery
+		e := q.entries[d.ID]
+		switch o.Kind {
+		case Delivered, Dropped:
+			if e != nil {
+				q.remove(e)
+			}
+		case Retried, Released:
+			e = q.take(e, d)
+			e.d.Attempts, e.d.Due = d.Attempts, d.Due.Round(0)
+			e.d.LastStatus, e.d.LastError = d.LastStatus, d.LastError
+			q.addPending(e)
+		case Died:
+			e = q.take(e, d)
+			e.d, e.state = queuedCopy(d), stateDead
+			t := q.target(d)
+			t.dead = append(t.dead, e)
+			if len(t.dead) > dead {
+				for _, old := range t.dead[:len(t.dead)-dead] {
+					delete(q.entries, old.d.ID)
+				}
+				// Reslicing keeps Died O(1); append reallocates, and so
+				// frees the dropped front, once the array is full.
+				clear(t.dead[:len(t.dead)-dead])
+				t.dead = t.dead[len(t.dead)-dead:]
+			}
+		}
+		health[i] = q.account(o, now)
+	}
+	return health, nil
+}
+
+// account applies o's effect on its target's Health and pause, and
+// returns the Health. It requires q.mu held.
+func (q *MemoryQueue) account(o Outcome, now time.Time) Health {
+	t := q.targets[o.Delivery.Target]
+	if t == nil {
+		if !o.Failed {
+			return Health{}
+		}
+		t = q.target(o.Delivery)
+	}
+	switch {
+	case o.Kind == Delivered:
+		t.health = Health{}
+	case o.Failed:
+		if t.health.Failures == 0 {
+			t.health.FailingSince = now
+		}
+		t.health.Failures++
+		if until := o.PauseUntil.Round(0); until.After(t.until) {
+			t.until = until
+			if until.After(now) {
+				q.pause(t)
+			}
+		}
+	}
+	h := t.health
+	q.forget(t)
+	return h
+}
+
+// Dead returns copies of the dead deliveries of target, oldest first.
+func (q *MemoryQueue) Dead(ctx context.Context, target string) ([]*Delivery, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	t := q.targets[target]
+	if t == nil || len(t.dead) == 0 {
+		return nil, nil
+	}
+	batch := make([]Delivery, len(t.dead))
+	out := make([]*Delivery, len(t.dead))
+	for i, e := range t.dead {
+		batch[i] = e.d
+		out[i] = &batch[i]
+	}
+	return out, nil
+}
+
+// Revive makes the dead delivery id of target pending again, or all of
+// them when id is "", as the Queue contract says. A revived delivery
+// keeps its enqueue order.
+func (q *MemoryQueue) Revive(ctx context.Context, target, id string, now time.Time) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	now = now.Round(0)
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	revive := func(e *queued) {
+	t := q.targets[target]
+	var list []*queued
+	switch {
+	case t == nil:
+	case id == "":
+		list, t.dead = t.dead, nil
+	default:
+		if i := slices.IndexFunc(t.dead, func(e *queued) bool { return e.d.ID == id }); i >= 0 {
+			list = []*queued{t.dead[i]}
+			t.dead = slices.Delete(t.dead, i, i+1)
+		}
+	}
+	if id != "" && len(list) == 0 {
+		return nil, fmt.Errorf("%w: dead delivery %s of webhook %s", ErrNotFound, id, target)
+	}
+	ids := make([]string, 0, len(list))
+	for _, e := range list {
 		e.d.Attempts, e.d.Due = 0, now
 		q.addPending(e)
+		ids = append(ids, e.d.ID)
 	}
-	if id == "" {
-		list := q.dead[webhookID]
-		delete(q.dead, webhookID)
-		var ids []string
-		for _, e := range list {
-			revive(e)
-			ids = append(ids, e.d.ID)
-		}
-		return ids, nil
+	if t != nil {
+		q.forget(t)
 	}
-	e := q.entries[id]
-	if e == nil || e.state != stateDead || e.d.WebhookID != webhookID {
-		return nil, fmt.Errorf("%w: dead delivery %s of webhook %s", ErrNotFound, id, webhookID)
-	}
-	q.unlink(e)
-	revive(e)
-	return []string{id}, nil
+	return ids, nil
 }
 
-// NextDue reports the earliest Due of the pending deliveries that are not
-// leased or the earliest end of a lease, whichever comes first. At that
-// time Claim returns a delivery, unless skip leaves it out.
+// Purge removes every delivery of target and what q keeps of it.
+func (q *MemoryQueue) Purge(ctx context.Context, target string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	t := q.targets[target]
+	if t == nil {
+		return nil
+	}
+	if t.pausing {
+		q.paused.remove(t.index)
+		t.pausing = false
+	}
+	for _, e := range t.dead {
+		delete(q.entries, e.d.ID)
+	}
+	t.dead, t.health, t.until = nil, Health{}, time.Time{}
+	var leased []*queued
+	for _, e := range q.leases {
+		if e.target == t {
+			leased = append(leased, e)
+		}
+	}
+	for _, e := range leased {
+		q.remove(e)
+	}
+	for len(t.pending) > 0 {
+		q.remove(t.pending[0])
+	}
+	q.forget(t)
+	return nil
+}
+
+// NextDue reports when Claim may next return something, as the Queue
+// contract says.
 func (q *MemoryQueue) NextDue(ctx context.Context) (t time.Time, ok bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return time.Time{}, false, err
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.ready) > 0 {
-		t, ok = q.ready[0].pending[0].at, true
+	// The due spaces are ordered by what they lease: back among the
+	// later ones, which are ordered by time.
+	for len(q.due) > 0 {
+		s := q.due.remove(len(q.due) - 1)
+		s.inDue = false
+		q.later.push(s)
+	}
+	if len(q.later) > 0 {
+		t, ok = q.later[0].ready[0].pending[0].at, true
+	}
+	if len(q.paused) > 0 && q.held > 0 {
+		// The earliest end of a pause, when Claim may find its target's
+		// deliveries due, or, if it holds none, forget the pause.
+		if at := q.paused[0].until; !ok || at.Before(t) {
+			t, ok = at, true
+		}
 	}
 	if len(q.leases) > 0 && (!ok || q.leases[0].at.Before(t)) {
 		t, ok = q.leases[0].at, true
@@ -381,6 +452,8 @@ func checkDelivery(d *Delivery) error {
 		return fmt.Errorf("%w: nil delivery", ErrInvalid)
 	case d.ID == "":
 		return fmt.Errorf("%w: delivery of webhook %s has no id", ErrInvalid, d.WebhookID)
+	case d.Target == "":
+		return fmt.Errorf("%w: delivery %s has no target", ErrInvalid, d.ID)
 	}
 	return nil
 }
@@ -397,96 +470,183 @@ func queuedCopy(d *Delivery) Delivery {
 	return c
 }
 
-// init makes the maps of a zero MemoryQueue. requires q.mu held.
+// init makes the maps of a zero MemoryQueue. It requires q.mu held.
 func (q *MemoryQueue) init() {
 	if q.entries == nil {
 		q.entries = make(map[string]*queued)
-		q.hooks = make(map[string]*hookQueue)
-		q.dead = make(map[string][]*queued)
+		q.targets = make(map[string]*targetQ)
+		q.spaces = make(map[string]*spaceQ)
 	}
 }
 
-func (q *MemoryQueue) deadBound() int {
-	if q.maxDead <= 0 {
-		return defaultMaxDead
+// target returns the target of d, made if q has none. It requires q.mu
+// held.
+func (q *MemoryQueue) target(d *Delivery) *targetQ {
+	t := q.targets[d.Target]
+	if t == nil {
+		s := q.spaces[d.Space]
+		if s == nil {
+			s = &spaceQ{name: d.Space, index: -1}
+			q.spaces[d.Space] = s
+		}
+		t = &targetQ{id: d.Target, space: s, index: -1}
+		q.targets[d.Target] = t
+		s.targets++
 	}
-	return q.maxDead
+	return t
 }
 
-// expire returns to pending every delivery whose lease has ended by now.
-// requires q.mu held.
+// forget drops what q keeps of t, and of its space, once it is nothing:
+// no delivery, no failure and no pause to remember. It requires q.mu
+// held.
+func (q *MemoryQueue) forget(t *targetQ) {
+	if t.held > 0 || len(t.dead) > 0 || t.health.Failures > 0 || t.pausing {
+		return
+	}
+	if q.targets[t.id] != t {
+		return
+	}
+	delete(q.targets, t.id)
+	s := t.space
+	if s.targets--; s.targets == 0 {
+		delete(q.spaces, s.name)
+	}
+}
+
+// expire returns to pending every delivery whose lease has ended by now,
+// and to their spaces the targets whose pause has. It requires q.mu held.
 func (q *MemoryQueue) expire(now time.Time) {
 	for len(q.leases) > 0 && !q.leases[0].at.After(now) {
 		e := q.leases.remove(0)
+		t := e.target
+		t.leased--
+		t.space.leased--
 		e.state, e.at = statePending, e.d.Due
-		e.hook.pending.push(e)
-		q.settle(e.hook)
+		t.pending.push(e)
+		q.ready(t)
+	}
+	for len(q.paused) > 0 && !q.paused[0].until.After(now) {
+		t := q.paused.remove(0)
+		t.pausing = false
+		q.ready(t)
+		q.forget(t)
 	}
 }
 
 // addPending makes e, which is in q.entries and nowhere else, pending.
-// requires q.mu held.
+// It requires q.mu held.
 func (q *MemoryQueue) addPending(e *queued) {
-	h := q.hooks[e.d.WebhookID]
-	if h == nil {
-		h = &hookQueue{id: e.d.WebhookID, index: -1}
-		q.hooks[h.id] = h
-	}
-	e.state, e.at, e.hook = statePending, e.d.Due, h
-	h.held++
-	h.pending.push(e)
-	q.settle(h)
+	t := q.target(&e.d)
+	e.state, e.at, e.target = statePending, e.d.Due, t
+	t.held++
+	q.held++
+	t.pending.push(e)
+	q.ready(t)
 }
 
-// remove drops e for good. requires q.mu held.
+// take returns e, taken out of wherever it was, or, when e is nil, a new
+// entry holding a copy of d. It requires q.mu held.
+func (q *MemoryQueue) take(e *queued, d *Delivery) *queued {
+	if e == nil {
+		q.seq++
+		e = &queued{d: queuedCopy(d), seq: q.seq}
+		q.entries[d.ID] = e
+		return e
+	}
+	q.unlink(e)
+	return e
+}
+
+// remove drops e for good. It requires q.mu held.
 func (q *MemoryQueue) remove(e *queued) {
+	t := q.targets[e.d.Target]
 	q.unlink(e)
 	delete(q.entries, e.d.ID)
+	if t != nil {
+		q.forget(t)
+	}
 }
 
 // unlink takes e out of the pending, leased or dead deliveries, leaving it
-// in q.entries for the caller to put elsewhere or delete. requires q.mu
+// in q.entries for the caller to put elsewhere or delete. It requires q.mu
 // held.
 func (q *MemoryQueue) unlink(e *queued) {
 	switch e.state {
 	case statePending, stateLeased:
-		h := e.hook
+		t := e.target
 		if e.state == statePending {
-			h.pending.remove(e.index)
+			t.pending.remove(e.index)
 		} else {
 			q.leases.remove(e.index)
+			t.leased--
+			t.space.leased--
 		}
-		h.held--
-		q.settle(h)
-		e.hook = nil
+		t.held--
+		q.held--
+		e.target = nil
+		q.ready(t)
 	case stateDead:
-		list := q.dead[e.d.WebhookID]
-		i := slices.Index(list, e) // a scan of at most maxDead, on a path that is rare
-		list = slices.Delete(list, i, i+1)
-		if len(list) == 0 {
-			delete(q.dead, e.d.WebhookID)
-		} else {
-			q.dead[e.d.WebhookID] = list
-		}
+		t := q.targets[e.d.Target]
+		i := slices.Index(t.dead, e) // a scan of at most MaxDead, on a path that is rare
+		t.dead = slices.Delete(t.dead, i, i+1)
 	}
 }
 
-// settle puts h where its deliveries say after they changed: in q.ready
-// at the place of its earliest pending delivery, or out of it when it has
-// none, and out of q.hooks when it holds nothing. requires q.mu held.
-func (q *MemoryQueue) settle(h *hookQueue) {
+// ready puts t where its deliveries say after they changed: in its
+// space's ready targets at the place of its earliest pending delivery, or
+// out of them when it has none or is paused. It then places the space. It
+// requires q.mu held.
+func (q *MemoryQueue) ready(t *targetQ) {
+	s := t.space
 	switch {
-	case len(h.pending) == 0:
-		if h.index >= 0 {
-			q.ready.remove(h.index)
+	case t.pausing:
+		// Held back until its pause ends, whatever it holds.
+	case len(t.pending) == 0:
+		if t.index >= 0 {
+			s.ready.remove(t.index)
 		}
-		if h.held == 0 {
-			delete(q.hooks, h.id)
-		}
-	case h.index < 0:
-		q.ready.push(h)
+	case t.index < 0:
+		s.ready.push(t)
 	default:
-		q.ready.fix(h.index)
+		s.ready.fix(t.index)
+	}
+	q.place(s)
+}
+
+// pause moves t, paused until t.until, out of its space's ready targets.
+// It requires q.mu held.
+func (q *MemoryQueue) pause(t *targetQ) {
+	if t.pausing {
+		q.paused.fix(t.index)
+		return
+	}
+	if t.index >= 0 {
+		t.space.ready.remove(t.index)
+		q.place(t.space)
+	}
+	t.pausing = true
+	q.paused.push(t)
+}
+
+// place puts s where its ready targets say: among the due or the later
+// spaces at its place, or in neither when it has none. It requires q.mu
+// held.
+func (q *MemoryQueue) place(s *spaceQ) {
+	heap := &q.later
+	if s.inDue {
+		heap = &q.due
+	}
+	switch {
+	case len(s.ready) == 0:
+		if s.index >= 0 {
+			heap.remove(s.index)
+		}
+		s.inDue = false
+	case s.index < 0:
+		s.inDue = false
+		q.later.push(s)
+	default:
+		heap.fix(s.index)
 	}
 }
 

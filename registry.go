@@ -7,15 +7,15 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
-	"net/url"
-	"reflect"
+	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 )
 
 // catalogue is Pipeliner's event catalogue, one name a line, copied from
@@ -24,53 +24,116 @@ import (
 //go:embed events.txt
 var catalogue string
 
-// Registry holds webhook registrations in memory, compiled for matching.
-// A Registry is safe for simultaneous use by multiple goroutines.
-type Registry struct {
-	// Now returns the time stamped on Created and Modified; nil means
-	// time.Now. Set it before the Registry is first used.
-	Now func() time.Time
+// RegistryConfig configures a Registry. The zero value means the
+// documented defaults; NewRegistry reads it once.
+type RegistryConfig struct {
+	// Store keeps the registrations where every replica of the service
+	// sees them. nil means the Registry's memory alone, which the process
+	// takes with it when it ends.
+	Store Store
+	// Clock stamps Created, Modified and Disabled. nil means the system
+	// clock; give a Registry the Clock of its Dispatcher.
+	Clock Clock
 	// Addresses refuses, at registration, a URL whose host is a refused
 	// IP literal or localhost, for the reason the HTTPTransport would give
 	// when dialling. Give it the policy of the HTTPTransport; the zero
-	// value is the safe default. Set it before the Registry is first used.
+	// value is the safe default.
 	Addresses AddressPolicy
-
-	mu     sync.RWMutex
-	events map[string]bool // the catalogue; requires mu
-	byID   map[string]*registration
-	index  index
-	seq    uint64 // creation order of registrations
+	// Events adds event names of the host's own entities to Pipeliner's
+	// catalogue, each "Entity.Action" ("Invoice.Paid"); "Entity.*" is
+	// added with them. Every replica must be given the same.
+	Events []string
+	// Logger gets an error when following the Store fails. nil means
+	// slog.Default().
+	Logger *slog.Logger
 }
 
-// NewRegistry returns an empty Registry whose catalogue is Pipeliner's 138
-// event names; AddEvents extends it.
-func NewRegistry() *Registry {
-	r := &Registry{events: map[string]bool{}, byID: map[string]*registration{}}
+// Registry holds webhook registrations, each in its team space, compiled
+// for matching. Every call that reads or changes one names its space, and
+// an id of another space is exactly like one that does not exist.
+//
+// With a Store, the Registry writes through it and follows, in a
+// goroutine of its own until Close, the changes other replicas make; Get,
+// List, Update, Delete and Apply catch up with the Store first, so that
+// they see every change that returned before them on any replica, while
+// matching reads only the Registry's memory.
+//
+// A Registry is safe for simultaneous use by multiple goroutines. Use
+// NewRegistry; the zero value is not usable.
+type Registry struct {
+	store     Store
+	clock     Clock
+	addresses AddressPolicy
+	log       *slog.Logger
+	events    map[string]bool // the catalogue; fixed by NewRegistry
+
+	mu    sync.RWMutex // guards the fields below
+	byID  map[spaceID]*registration
+	byKey map[string]*registration
+	index index
+	seq   uint64 // creation order of registrations
+	// version is, without a Store, the last version given to a change;
+	// with one, the Store's version up to which its changes are applied.
+	version int64
+	// gone holds, with a Store, the keys of deleted registrations by the
+	// version of their deletion, until version passes it: until then a
+	// catch-up may still bring an older state of them.
+	gone     map[string]int64
+	watchers map[int]func(key string)
+	watchSeq int
+
+	syncing chan struct{} // a token: one catch-up at a time
+	stop    context.CancelFunc
+	done    chan struct{} // closed when the goroutine following the Store ends
+}
+
+// spaceID is how callers address a registration.
+type spaceID struct{ space, id string }
+
+// maxConflicts is how often a change is tried again after it raced a
+// change of the same registration on another replica.
+const maxConflicts = 8
+
+// NewRegistry returns a Registry whose catalogue is Pipeliner's 138 event
+// names and cfg.Events. With a Store, it loads the registrations stored
+// there before it returns, and follows the Store until Close.
+func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
+	r := &Registry{store: cfg.Store, clock: cfg.Clock, addresses: cfg.Addresses, log: cfg.Logger,
+		events: map[string]bool{}, byID: map[spaceID]*registration{}, byKey: map[string]*registration{},
+		watchers: map[int]func(string){}, syncing: make(chan struct{}, 1)}
+	if r.clock == nil {
+		r.clock = systemClock{}
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
 	for _, name := range strings.Fields(catalogue) {
 		r.events[name] = true
 	}
-	return r
-}
-
-// AddEvents adds event names of the host's own entities to the catalogue,
-// each "Entity.Action" ("Invoice.Paid"); "Entity.*" is added with them. It
-// adds all of names or, when one is malformed, none.
-func (r *Registry) AddEvents(names ...string) error {
-	for i, name := range names {
+	var errs FieldErrors
+	for i, name := range cfg.Events {
 		entity, action, ok := strings.Cut(name, ".")
 		if !ok || !isIdent(entity) || !(isIdent(action) || action == "*") {
-			return invalid(fmt.Sprintf("events[%d]", i), "%q is not Entity.Action", name)
+			errs = append(errs, invalid(fmt.Sprintf("events[%d]", i), "%q is not Entity.Action", name))
+			continue
 		}
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, name := range names {
-		entity, _, _ := strings.Cut(name, ".")
 		r.events[name] = true
 		r.events[entity+".*"] = true
 	}
-	return nil
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if r.store == nil {
+		return r, nil
+	}
+	r.gone = map[string]int64{}
+	if err := r.catchUp(ctx); err != nil {
+		return nil, err
+	}
+	follow, stop := context.WithCancel(context.Background())
+	r.stop, r.done = stop, make(chan struct{})
+	go r.follow(follow)
+	return r, nil
 }
 
 func isIdent(s string) bool {
@@ -82,124 +145,90 @@ func isIdent(s string) bool {
 	return s != ""
 }
 
-func (r *Registry) known(name string) bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.events[name]
-}
+func (r *Registry) known(name string) bool { return r.events[name] }
 
-func (r *Registry) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
-	}
-	return time.Now()
-}
+// now is the time stamped on a change: Pipeliner's times have whole
+// seconds, and what is stored is what JSON gives back.
+func (r *Registry) now() time.Time { return r.clock.Now().UTC().Truncate(time.Second) }
 
-// Create validates w and stores it in w.Space. It assigns ID (a random
-// UUID), Created and Modified when they are zero, so that a host can
-// restore registrations it persisted with their own; a given ID must be a
-// UUID that no registration has yet.
-func (r *Registry) Create(ctx context.Context, w Webhook) (Webhook, error) {
+// Create validates w and stores it in space; w.Space is ignored. It
+// assigns ID (a random UUID), Created and Modified when they are zero and
+// keeps Disabled, so that a host can restore registrations it kept with
+// their own; a given ID must be a UUID that no registration of space has.
+// A tenant never chooses them: the REST handler builds w from a Patch.
+func (r *Registry) Create(ctx context.Context, space string, w Webhook) (Webhook, error) {
 	if err := ctx.Err(); err != nil {
 		return Webhook{}, err
 	}
-	now := r.now().UTC().Truncate(time.Second)
+	reg, err := r.prepareCreate(space, w)
+	if err != nil {
+		return Webhook{}, err
+	}
+	if err := r.commit(ctx, []write{{reg: reg}}); err != nil {
+		return Webhook{}, err
+	}
+	return reg.webhook(), nil
+}
+
+// prepareCreate compiles a new registration of space.
+func (r *Registry) prepareCreate(space string, w Webhook) (*registration, error) {
+	w.Space = space
 	if w.ID == "" {
 		w.ID = newUUID()
 	} else if !isUUID(w.ID) {
-		return Webhook{}, invalid("id", "%q is not a UUID", w.ID)
+		return nil, FieldErrors{invalid("id", "%q is not a UUID", w.ID)}
 	}
 	if w.Created.IsZero() {
-		w.Created = now
+		w.Created = r.now()
 	}
 	if w.Modified.IsZero() {
 		w.Modified = w.Created
 	}
-	// Pipeliner's times have whole seconds: what is stored is what JSON gives back.
 	w.Created, w.Modified = w.Created.UTC().Truncate(time.Second), w.Modified.UTC().Truncate(time.Second)
-	reg, err := r.compile(w)
+	reg, err := r.compile(w, false)
 	if err != nil {
-		return Webhook{}, err
+		return nil, err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, taken := r.byID[w.ID]; taken {
-		return Webhook{}, invalid("id", "%s is taken", w.ID)
-	}
-	r.seq++
-	reg.seq = r.seq
-	r.byID[w.ID] = reg
-	r.index.add(reg)
-	return reg.webhook(), nil
+	reg.key = newUUID()
+	return reg, nil
 }
 
-// Get returns the registration with the given id.
-func (r *Registry) Get(ctx context.Context, id string) (Webhook, error) {
-	if err := ctx.Err(); err != nil {
-		return Webhook{}, err
-	}
-	reg, err := r.lookup(id)
+// Get returns the registration id of space.
+func (r *Registry) Get(ctx context.Context, space, id string) (Webhook, error) {
+	reg, err := r.find(ctx, space, id)
 	if err != nil {
 		return Webhook{}, err
 	}
 	return reg.webhook(), nil
 }
 
-// Update replaces the registration w.ID with w, keeping its ID, Space and
-// Created and stamping Modified. An empty w.Space keeps the registration's
-// space; another space is refused, since a registration never changes
-// tenant. Deliveries already accepted go out as they were matched.
-func (r *Registry) Update(ctx context.Context, w Webhook) (Webhook, error) {
-	if err := ctx.Err(); err != nil {
-		return Webhook{}, err
-	}
-	old, err := r.lookup(w.ID)
+// Update changes the registration id of space as p says, stamps Modified
+// and enables it again if a Dispatcher had disabled it. Deliveries already
+// accepted go out as they were built.
+func (r *Registry) Update(ctx context.Context, space, id string, p Patch) (Webhook, error) {
+	res, err := r.Apply(ctx, space, []Change{{ID: id, Patch: p}}, true)
 	if err != nil {
 		return Webhook{}, err
 	}
-	if w.Space != "" && w.Space != old.hook.Space {
-		return Webhook{}, invalid("space", "registration %s belongs to another space and cannot move", w.ID)
-	}
-	w.Space, w.Created, w.Disabled = old.hook.Space, old.hook.Created, nil
-	w.Modified = r.now().UTC().Truncate(time.Second)
-	reg, err := r.compile(w)
-	if err != nil {
-		return Webhook{}, err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	// Another Update or a Delete may have come first; the latest wins.
-	cur, ok := r.byID[w.ID]
-	if !ok {
-		return Webhook{}, fmt.Errorf("webhook %q: %w", w.ID, ErrNotFound)
-	}
-	reg.seq = cur.seq
-	r.index.remove(cur)
-	r.index.add(reg)
-	r.byID[w.ID] = reg
-	return reg.webhook(), nil
+	return res[0].Webhook, nil
 }
 
-// Delete removes the registration with the given id. Chunks of it that are
-// still waiting are not sent.
-func (r *Registry) Delete(ctx context.Context, id string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	reg, ok := r.byID[id]
-	if !ok {
-		return fmt.Errorf("webhook %q: %w", id, ErrNotFound)
-	}
-	delete(r.byID, id)
-	r.index.remove(reg)
-	return nil
+// Delete removes the registration id of space. Its deliveries, pending
+// and dead, are removed from the Queue of every Dispatcher of the
+// Registry; none is sent after Delete returns, but for attempts already
+// under way.
+func (r *Registry) Delete(ctx context.Context, space, id string) error {
+	_, err := r.Apply(ctx, space, []Change{{ID: id, Delete: true}}, true)
+	return err
 }
 
-// List returns the registrations of a space in the order they were created.
+// List returns the registrations of space in the order this Registry
+// learned of them: the order they were created, on one replica.
 func (r *Registry) List(ctx context.Context, space string) ([]Webhook, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := r.catchUp(ctx); err != nil {
 		return nil, err
 	}
 	r.mu.RLock()
@@ -212,44 +241,382 @@ func (r *Registry) List(ctx context.Context, space string) ([]Webhook, error) {
 	return out, nil
 }
 
-func (r *Registry) lookup(id string) (*registration, error) {
+// Apply makes changes in space, as Pipeliner's batch-modify and
+// batch-delete do. The results are in the order of the changes. When
+// atomic, all of them are made or, if one fails, none: the error is the
+// first failing change's, and the results say which failed (Err) and why.
+// Otherwise each is made on its own, and its error is in its result.
+func (r *Registry) Apply(ctx context.Context, space string, changes []Change, atomic bool) ([]ChangeResult, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if !atomic {
+		results := make([]ChangeResult, len(changes))
+		for i := range changes {
+			res, err := r.Apply(ctx, space, changes[i:i+1], true)
+			if res == nil {
+				res = []ChangeResult{{Err: err}}
+			}
+			results[i] = res[0]
+		}
+		return results, nil
+	}
+	for try := 1; ; try++ {
+		if err := r.catchUp(ctx); err != nil {
+			return nil, err
+		}
+		ws, results, err := r.prepare(space, changes)
+		if err != nil {
+			return results, err
+		}
+		err = r.commit(ctx, ws)
+		if errors.Is(err, ErrConflict) && try < maxConflicts {
+			continue // another replica changed one of them first: start again from its change
+		}
+		if err != nil {
+			return nil, err
+		}
+		for i, w := range ws {
+			if w.reg != nil {
+				results[i].Webhook = w.reg.webhook()
+			}
+		}
+		return results, nil
+	}
+}
+
+// prepare compiles changes against the registrations as they are. On
+// error, the results say which changes failed and why.
+func (r *Registry) prepare(space string, changes []Change) ([]write, []ChangeResult, error) {
+	ws := make([]write, len(changes))
+	results := make([]ChangeResult, len(changes))
+	var first error
+	seen := map[string]bool{}
+	for i, c := range changes {
+		w, err := r.prepareChange(space, c, seen)
+		ws[i], results[i].Err = w, err
+		if err != nil && first == nil {
+			first = err
+		}
+		if w.old != nil {
+			results[i].Webhook = Webhook{ID: w.old.hook.ID, Space: space}
+		}
+	}
+	return ws, results, first
+}
+
+func (r *Registry) prepareChange(space string, c Change, seen map[string]bool) (write, error) {
+	if c.ID == "" {
+		var w Webhook
+		c.Patch.apply(&w)
+		reg, err := r.prepareCreate(space, w)
+		return write{reg: reg}, err
+	}
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	reg, ok := r.byID[id]
-	if !ok {
-		return nil, fmt.Errorf("webhook %q: %w", id, ErrNotFound)
+	old := r.byID[spaceID{space, c.ID}]
+	r.mu.RUnlock()
+	switch {
+	case old == nil:
+		return write{}, notFound(c.ID)
+	case seen[c.ID]:
+		return write{}, FieldErrors{invalid("id", "%s is changed twice in one batch", c.ID)}
+	}
+	seen[c.ID] = true
+	if c.Delete {
+		return write{old: old}, nil
+	}
+	w := old.webhook()
+	c.Patch.apply(&w)
+	w.Modified, w.Disabled = r.now(), nil
+	reg, err := r.compile(w, false)
+	if err != nil {
+		return write{}, err
+	}
+	reg.key, reg.seq = old.key, old.seq
+	return write{old: old, reg: reg}, nil
+}
+
+// apply sets the fields of w that p gives.
+func (p *Patch) apply(w *Webhook) {
+	if p.URL != nil {
+		w.URL = *p.URL
+	}
+	if p.Events != nil {
+		w.Events = slices.Clone(*p.Events)
+	}
+	if p.Options != nil {
+		w.Options = *p.Options
+	}
+	if p.InsecureSSL != nil {
+		w.InsecureSSL = *p.InsecureSSL
+	}
+	if p.Signature != nil {
+		w.Signature = *p.Signature
+	}
+}
+
+// find returns the registration id of space, after catching up with the
+// Store.
+func (r *Registry) find(ctx context.Context, space, id string) (*registration, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := r.catchUp(ctx); err != nil {
+		return nil, err
+	}
+	r.mu.RLock()
+	reg := r.byID[spaceID{space, id}]
+	r.mu.RUnlock()
+	if reg == nil {
+		return nil, notFound(id)
 	}
 	return reg, nil
 }
 
-// disable marks the registration id disabled, unless it is gone or
-// disabled already; it returns the registration's new state, or nil when
-// nothing changed.
-func (r *Registry) disable(id, reason string, at time.Time) *Disabled {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	cur, ok := r.byID[id]
-	if !ok || cur.hook.Disabled != nil {
+// notFound is the error for an id of no registration of the caller's
+// space: the same whether another space has it or none does.
+func notFound(id string) error { return fmt.Errorf("webhook %q: %w", id, ErrNotFound) }
+
+// byTarget returns the registration whose key is key, for a delivery built
+// for it. A key this replica does not know may belong to a registration
+// another replica created a moment ago: it catches up with the Store
+// before it answers ErrNotFound, which then means the registration is
+// gone. Any other error means the Store could not tell.
+func (r *Registry) byTarget(ctx context.Context, key string) (*registration, error) {
+	r.mu.RLock()
+	reg := r.byKey[key]
+	_, gone := r.gone[key]
+	r.mu.RUnlock()
+	if reg != nil || gone || r.store == nil {
+		return reg, r.missing(reg, key)
+	}
+	if err := r.catchUp(ctx); err != nil {
+		return nil, err
+	}
+	r.mu.RLock()
+	reg = r.byKey[key]
+	r.mu.RUnlock()
+	return reg, r.missing(reg, key)
+}
+
+func (r *Registry) missing(reg *registration, key string) error {
+	if reg != nil {
 		return nil
 	}
-	// Registrations are immutable once compiled: Match reads them without
-	// the lock. The copy shares the compiled rules, which never change,
-	// and what the registration built when it fired (see shared).
-	reg := *cur
-	reg.hook.Disabled = &Disabled{At: at.UTC().Truncate(time.Second), Reason: reason}
-	r.index.remove(cur)
-	r.index.add(&reg)
-	r.byID[id] = &reg
-	dis := *reg.hook.Disabled
-	return &dis
+	return fmt.Errorf("webhook: registration %s: %w", key, ErrNotFound)
+}
+
+// disable marks the registration whose key is key disabled, unless it is
+// gone or disabled already; it returns the registration's new state, or
+// nil when nothing changed.
+func (r *Registry) disable(ctx context.Context, key, reason string, at time.Time) (*Disabled, error) {
+	for try := 1; ; try++ {
+		r.mu.RLock()
+		cur := r.byKey[key]
+		r.mu.RUnlock()
+		if cur == nil || cur.hook.Disabled != nil {
+			return nil, nil
+		}
+		// Registrations are immutable once compiled: Match reads them
+		// without the lock. The copy shares the compiled rules, which
+		// never change, and what the registration built when it fired
+		// (see shared).
+		reg := *cur
+		reg.hook.Disabled = &Disabled{At: at.UTC().Truncate(time.Second), Reason: reason}
+		err := r.commit(ctx, []write{{old: cur, reg: &reg}})
+		if errors.Is(err, ErrConflict) && try < maxConflicts {
+			if err := r.catchUp(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		dis := *reg.hook.Disabled
+		return &dis, nil
+	}
+}
+
+// write is one change to commit: the new state of a registration, or its
+// deletion.
+type write struct {
+	old *registration // the state the change was made from; nil for a new registration
+	reg *registration // the new state; nil deletes old
+}
+
+// commit makes ws, all of them or none: in the Store, then here. A
+// change whose registration changed since it was prepared is refused with
+// ErrConflict.
+func (r *Registry) commit(ctx context.Context, ws []write) error {
+	if r.store == nil {
+		return r.commitLocal(ws)
+	}
+	changes := make([]Stored, len(ws))
+	for i, w := range ws {
+		switch {
+		case w.reg == nil:
+			changes[i] = Stored{Key: w.old.key, Version: w.old.version, Deleted: true,
+				Webhook: Webhook{ID: w.old.hook.ID, Space: w.old.hook.Space}}
+		case w.old == nil:
+			changes[i] = Stored{Key: w.reg.key, Webhook: w.reg.webhook()}
+		default:
+			changes[i] = Stored{Key: w.reg.key, Version: w.old.version, Webhook: w.reg.webhook()}
+		}
+	}
+	stored, err := r.store.Write(ctx, changes...)
+	if err != nil {
+		if len(ws) == 1 && ws[0].old == nil && errors.Is(err, ErrConflict) {
+			return FieldErrors{invalid("id", "%s is taken", ws[0].reg.hook.ID)}
+		}
+		if errors.Is(err, ErrNotFound) {
+			return ErrConflict // deleted on another replica: the retry says not found
+		}
+		return fmt.Errorf("webhook: storing registrations: %w", err)
+	}
+	var dropped []string
+	r.mu.Lock()
+	for i, w := range ws {
+		if w.reg == nil {
+			if r.dropLocked(w.old.key, stored[i].Version) {
+				dropped = append(dropped, w.old.key)
+			}
+			continue
+		}
+		w.reg.version = stored[i].Version
+		r.putLocked(w.reg, &dropped)
+	}
+	r.mu.Unlock()
+	r.deleted(dropped)
+	return nil
+}
+
+// commitLocal is commit without a Store.
+func (r *Registry) commitLocal(ws []write) error {
+	var dropped []string
+	r.mu.Lock()
+	taken := map[spaceID]bool{}
+	for _, w := range ws {
+		if w.old != nil {
+			if r.byKey[w.old.key] != w.old {
+				r.mu.Unlock()
+				return ErrConflict
+			}
+			continue
+		}
+		id := spaceID{w.reg.hook.Space, w.reg.hook.ID}
+		if r.byID[id] != nil || taken[id] {
+			r.mu.Unlock()
+			return FieldErrors{invalid("id", "%s is taken", id.id)}
+		}
+		taken[id] = true
+	}
+	for _, w := range ws {
+		r.version++
+		if w.reg == nil {
+			r.dropLocked(w.old.key, r.version)
+			dropped = append(dropped, w.old.key)
+			continue
+		}
+		w.reg.version = r.version
+		r.putLocked(w.reg, &dropped)
+	}
+	r.mu.Unlock()
+	r.deleted(dropped)
+	return nil
+}
+
+// putLocked files reg, unless the Registry has a newer state of its
+// registration. A registration of reg's space and ID under another key
+// was deleted in the Store, which this replica learns only now: it goes,
+// and its key is added to dropped. It requires r.mu held.
+func (r *Registry) putLocked(reg *registration, dropped *[]string) {
+	id := spaceID{reg.hook.Space, reg.hook.ID}
+	if cur := r.byKey[reg.key]; cur != nil {
+		if cur.version >= reg.version {
+			return
+		}
+		reg.seq = cur.seq
+		r.index.remove(cur)
+	} else {
+		if v, ok := r.gone[reg.key]; ok && v >= reg.version {
+			return
+		}
+		if other := r.byID[id]; other != nil {
+			r.removeLocked(other)
+			*dropped = append(*dropped, other.key)
+		}
+		r.seq++
+		reg.seq = r.seq
+	}
+	r.byKey[reg.key] = reg
+	r.byID[id] = reg
+	r.index.add(reg)
+}
+
+// dropLocked applies the deletion, at version, of the registration whose
+// key is key, and reports whether it is news. It requires r.mu held.
+func (r *Registry) dropLocked(key string, version int64) bool {
+	if r.gone != nil {
+		if _, seen := r.gone[key]; seen {
+			return false
+		}
+		r.gone[key] = version
+	}
+	if cur := r.byKey[key]; cur != nil && cur.version < version {
+		r.removeLocked(cur)
+		return true
+	}
+	return r.gone != nil // unknown here, but another replica's deliveries may wait for it
+}
+
+func (r *Registry) removeLocked(reg *registration) {
+	delete(r.byKey, reg.key)
+	if id := (spaceID{reg.hook.Space, reg.hook.ID}); r.byID[id] == reg {
+		delete(r.byID, id)
+	}
+	r.index.remove(reg)
+}
+
+// watchDeletes calls f with the key of every registration deleted from
+// now on, here or, through the Store, on another replica, until cancel is
+// called. f is called without locks held, from any goroutine.
+func (r *Registry) watchDeletes(f func(key string)) (cancel func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.watchSeq++
+	n := r.watchSeq
+	r.watchers[n] = f
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		delete(r.watchers, n)
+	}
+}
+
+// deleted tells the watchers about deleted registrations.
+func (r *Registry) deleted(keys []string) {
+	if len(keys) == 0 {
+		return
+	}
+	r.mu.RLock()
+	fs := slices.Collect(maps.Values(r.watchers))
+	r.mu.RUnlock()
+	for _, f := range fs {
+		for _, key := range keys {
+			f(key)
+		}
+	}
 }
 
 // registration is the compiled, immutable form of a stored Webhook:
 // everything an event needs is parsed once here, never per event.
 type registration struct {
-	hook  Webhook       // the stored copy but for its Options, which are in shared
-	seq   uint64        // creation order
-	rules []entityRules // options.entity compiled; few, so a slice rather than a map
+	hook    Webhook       // the stored copy but for its Options, which are in shared
+	key     string        // its identity, which no other registration ever has (see Stored.Key)
+	version int64         // of this state; see Registry.version
+	seq     uint64        // creation order
+	rules   []entityRules // options.entity compiled; few, so a slice rather than a map
 	// entities holds those of rules that expand or cut down a record, by
 	// entity name, for appendItem; the others send it as it is.
 	entities   map[string]*entityRules
@@ -279,117 +646,6 @@ func bySeq(a, b *registration) int {
 		return 1
 	}
 	return 0
-}
-
-const maxChunkSize = 100
-
-// compile validates w and builds its compiled form, which keeps nothing of
-// the caller's but strings.
-func (r *Registry) compile(w Webhook) (*registration, error) {
-	if err := checkURL(w.URL); err != nil {
-		return nil, err
-	}
-	if err := r.Addresses.CheckURL(w.URL); err != nil {
-		fe := invalid("url", "%s", strings.TrimPrefix(err.Error(), "webhook: "))
-		fe.cause = err
-		return nil, fe
-	}
-	if w.Signature != "" && !isUUID(w.Signature) {
-		return nil, invalid("signature", "%q is not a UUID", w.Signature)
-	}
-	if err := r.checkEvents(w.Events); err != nil {
-		return nil, err
-	}
-	// The options are compiled twice: as the caller wrote them, so that
-	// errors name what the caller wrote and strings that JSON would change
-	// (not UTF-8) are refused, and from the JSON the registration keeps,
-	// so that the compiled rules point into it and nowhere else.
-	if err := new(registration).compileOptions(w.Options); err != nil {
-		return nil, err
-	}
-	opts, err := encodeOptions(w.Options)
-	if err != nil {
-		return nil, invalid("options", "%v", err)
-	}
-	reg := &registration{hook: w, shared: &shared{options: opts}}
-	reg.hook.Options = Options{}
-	reg.hook.Events = slices.Clone(w.Events)
-	if w.Disabled != nil {
-		dis := *w.Disabled
-		reg.hook.Disabled = &dis
-	}
-	if err := reg.compileOptions(viewOptions(opts)); err != nil {
-		return nil, err
-	}
-	return reg, nil
-}
-
-// compileOptions validates o and compiles it into reg; it is the only
-// place where options are parsed. Since the rules point into o, o must
-// not change while reg is in use.
-func (reg *registration) compileOptions(o Options) error {
-	reg.chunkSize, reg.chunkDelay = o.ChunkSize, time.Duration(o.ChunkDelay)*time.Second
-	switch {
-	case o.ChunkSize < 0 || o.ChunkSize > maxChunkSize:
-		return invalid("options.chunk_size", "%d is not between 1 and %d (0 means %[2]d)", o.ChunkSize, maxChunkSize)
-	case o.ChunkSize == 0:
-		reg.chunkSize = maxChunkSize
-	}
-	if o.ChunkDelay < 0 {
-		return invalid("options.chunk_delay", "%d is negative", o.ChunkDelay)
-	}
-	var err error
-	if reg.skipKeys, err = nonEmpty("options.skip_keys", o.SkipKeys); err != nil {
-		return err
-	}
-	if reg.custom, err = nonEmpty("options.custom_entity_api_name", o.CustomEntityAPIName); err != nil {
-		return err
-	}
-	if len(o.Entity) > 0 {
-		reg.rules = make([]entityRules, len(o.Entity))
-	}
-	names := sortedKeys(o.Entity)
-	for i, name := range names {
-		if !utf8.ValidString(name) {
-			return notUTF8("options.entity", name)
-		}
-		// Entities with the same options share their compiled rules, which
-		// never change: a registration often filters all its entities alike.
-		same := func(other string) bool { return reflect.DeepEqual(o.Entity[other], o.Entity[name]) }
-		if j := slices.IndexFunc(names[:i], same); j >= 0 {
-			reg.rules[i] = reg.rules[j]
-		} else {
-			rules, err := compileEntity("options.entity."+name, o.Entity[name])
-			if err != nil {
-				return err
-			}
-			reg.rules[i] = *rules
-		}
-		reg.rules[i].entity = name
-	}
-	for i := range reg.rules {
-		if rules := &reg.rules[i]; len(rules.proj.expand) > 0 || rules.proj.only != nil {
-			if reg.entities == nil {
-				reg.entities = map[string]*entityRules{}
-			}
-			reg.entities[rules.entity] = rules
-		}
-	}
-	if re := o.RelatedEntity; re != nil {
-		const f = "options.related_entity"
-		switch {
-		case len(re.Filter) > 0:
-			return invalid(f+".filter", "not supported: filters apply to the event's own entity")
-		case len(re.FilterOp) > 0:
-			return invalid(f+".filter-op", "not supported: filters apply to the event's own entity")
-		case len(re.OnFieldChange) > 0:
-			return invalid(f+".on-field-change", "not supported: it applies to the event's own entity")
-		}
-		if reg.related, err = compileProjection(f, *re); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // webhook returns a new copy of the stored Webhook, for a caller.
@@ -453,21 +709,6 @@ func (reg *registration) public() *Webhook {
 	return sh.public
 }
 
-// checkEvents refuses an empty list and names not in the catalogue.
-func (r *Registry) checkEvents(events []string) error {
-	if len(events) == 0 {
-		return invalid("events", "empty; give at least one event name")
-	}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for i, name := range events {
-		if !r.events[name] {
-			return invalid(fmt.Sprintf("events[%d]", i), "%q is not in the event catalogue", name)
-		}
-	}
-	return nil
-}
-
 // indexKeys yields the keys that file a registration with these events in
 // the index: "*" stands for everything and "Entity.*" for the rest of its
 // entity, so that no event reaches the registration through two keys.
@@ -489,35 +730,6 @@ func indexKeys(events []string) iter.Seq[string] {
 			}
 		}
 	}
-}
-
-func checkURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return invalid("url", "%q is not a URL: %v", s, err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return invalid("url", "%q is not an absolute http or https URL", s)
-	}
-	return nil
-}
-
-func nonEmpty(field string, list []string) ([]string, error) {
-	for i, s := range list {
-		switch {
-		case s == "":
-			return nil, invalid(fmt.Sprintf("%s[%d]", field, i), "empty")
-		case !utf8.ValidString(s):
-			return nil, notUTF8(fmt.Sprintf("%s[%d]", field, i), s)
-		}
-	}
-	return list, nil
-}
-
-// notUTF8 refuses a string of the options that is not UTF-8: a Registry
-// keeps options as JSON, which cannot hold it.
-func notUTF8(field, s string) error {
-	return invalid(field, "%q is not UTF-8", s)
 }
 
 // isUUID reports whether s is a UUID in its textual 8-4-4-4-12 form, in

@@ -59,9 +59,13 @@ func main() {
 	// that a registered URL cannot reach the CRM's own network. Here it is
 	// allowed, and only it.
 	policy := webhook.AddressPolicy{AllowedPrefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
-	reg := webhook.NewRegistry()
-	reg.Addresses = policy
-	hook, err := reg.Create(ctx, webhook.Webhook{
+	reg, err := webhook.NewRegistry(ctx, webhook.RegistryConfig{Addresses: policy})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The team space of the CRM's tenant; "" is the default one.
+	const space = "acme"
+	hook, err := reg.Create(ctx, space, webhook.Webhook{
 		URL:       srv.URL + "/bin",
 		Events:    []string{"Account.Create"},
 		Signature: signature,
@@ -94,7 +98,8 @@ func main() {
 	}
 	// The CRM creates an account and hands the change to the dispatcher.
 	err = d.Dispatch(ctx, webhook.Event{
-		Name: "Account.Create",
+		Space: space,
+		Name:  "Account.Create",
 		Data: json.RawMessage(`{"id":"9f1c1f84-1c36-4b8e-9a0e-5c3f0f6f2b11","name":"Acme Corp",` +
 			`"email1":"sales@acme.example","owner_id":"9900cce6-bcd6-412a-bcd1-1904556c949a"}`),
 	})

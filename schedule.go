@@ -1,0 +1,301 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// run is the Dispatcher's scheduler: it claims due deliveries for the
+// idle workers and hands them out, then sleeps until the next due time,
+// a finished attempt, a new Dispatch, the Queue's news of other
+// processes, or the poll interval, whichever comes first. Pending
+// deliveries cost no goroutine.
+func (d *Dispatcher) run() {
+	defer d.work.Done()
+	var news <-chan struct{}
+	if w, ok := d.queue.(Waker); ok {
+		news = w.Wake(d.ctx)
+	}
+	for {
+		select {
+		case <-d.stop:
+			return
+		default:
+		}
+		d.purgeDeleted()
+		now := d.clock.Now()
+		d.mu.Lock()
+		free := d.workers - d.started + d.idle
+		d.mu.Unlock()
+		var err error
+		if free > 0 {
+			var claimed []*Delivery
+			claimed, err = d.queue.Claim(d.ctx, now, free, d.lease, d.perTarget)
+			for _, dl := range claimed {
+				d.start(dl)
+			}
+			if len(claimed) > 0 {
+				continue
+			}
+		}
+		next := now.Add(d.poll)
+		if err == nil {
+			var due time.Time
+			var ok bool
+			due, ok, err = d.queue.NextDue(d.ctx)
+			// A due time that has passed waits for a free slot or a
+			// registration below its limit: a recorded outcome pokes.
+			if ok && due.After(now) && due.Before(next) {
+				next = due
+			}
+		}
+		if err != nil && d.ctx.Err() == nil {
+			// Tried again at the next poll; a Queue that fails is the
+			// host's to mend.
+			d.log.LogAttrs(d.ctx, slog.LevelError, "webhook: reading the queue", slog.String("error", err.Error()))
+		}
+		// Measured from a fresh reading: time may have moved since the
+		// Claim, and a fake clock's timer only fires when it moves again.
+		wait := next.Sub(d.clock.Now())
+		if wait <= 0 {
+			continue
+		}
+		stopTimer := d.clock.AfterFunc(wait, d.poke)
+		if !d.clock.Now().Before(next) {
+			// The clock moved while the timer was armed from an older
+			// reading, so it may fire late: look again now.
+			stopTimer()
+			continue
+		}
+		select {
+		case <-d.wake:
+		case <-news:
+		case <-d.stop:
+			stopTimer()
+			return
+		}
+		stopTimer()
+	}
+}
+
+// purgeDeleted removes the deliveries of deleted registrations from the
+// Queue.
+func (d *Dispatcher) purgeDeleted() {
+	d.mu.Lock()
+	keys := d.purges
+	d.purges = nil
+	d.mu.Unlock()
+	for _, key := range keys {
+		if err := d.queue.Purge(d.bg, key); err != nil {
+			// What is left is dropped, and reported, when it comes due.
+			d.log.LogAttrs(d.bg, slog.LevelError, "webhook: purging a deleted registration's deliveries",
+				slog.String("error", err.Error()))
+		}
+	}
+}
+
+// start hands dl to an idle worker, or to a new one when none is idle.
+// Workers live until Close, at most Config.Workers of them: a new
+// goroutine for every attempt would grow its stack from scratch to the
+// depth of an HTTP request each time.
+func (d *Dispatcher) start(dl *Delivery) {
+	d.mu.Lock()
+	handoff := d.idle > 0
+	if handoff {
+		d.idle--
+	} else {
+		d.started++
+	}
+	d.mu.Unlock()
+	if handoff {
+		select {
+		case d.jobs <- dl:
+			return
+		case <-d.stop:
+			// The idle workers may have ended: another process, or this
+			// one's next life, will send it.
+			d.finished <- finished{outcome: Outcome{Delivery: dl, Kind: Released}}
+			return
+		}
+	}
+	d.work.Add(1)
+	go d.worker(dl)
+}
+
+// worker makes attempts, one at a time, until Close; it hands each
+// outcome to the recorder and waits, idle, for the next job.
+func (d *Dispatcher) worker(dl *Delivery) {
+	defer d.work.Done()
+	for {
+		d.finished <- d.attempt(dl)
+		d.mu.Lock()
+		d.idle++
+		d.mu.Unlock()
+		d.poke()
+		select {
+		case dl = <-d.jobs:
+		case <-d.stop:
+			return
+		}
+	}
+}
+
+// finished is an attempt that ended, for the recorder: its outcome for
+// the Queue, and its report for the Observer once the outcome is recorded.
+type finished struct {
+	outcome Outcome
+	report  *Attempt // nil: nothing to report
+	// disable is why the registration is to be disabled, whatever its
+	// Health: a 410 Gone.
+	disable string
+}
+
+// attempt makes one attempt at dl and judges it, or says why none was
+// made.
+func (d *Dispatcher) attempt(dl *Delivery) finished {
+	a := &Attempt{DeliveryID: dl.ID, WebhookID: dl.WebhookID, EventIDs: dl.EventIDs, Attempt: dl.Attempts}
+	f := finished{outcome: Outcome{Delivery: dl}, report: a}
+	reg, err := d.reg.byTarget(d.ctx, dl.Target)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		// Deleted: its deliveries are not wanted, and nobody else's are.
+		a.Err, a.Dropped = fmt.Errorf("registration deleted: %w", ErrNotFound), true
+		f.outcome.Kind = Dropped
+		return f
+	case err != nil:
+		// Nobody can tell yet whether it exists: held back, not lost.
+		dl.Due = d.clock.Now().Add(d.poll)
+		a.Err, a.RetryAt = fmt.Errorf("registration not known here and the store did not answer: %w", err), dl.Due
+		f.outcome.Kind = Released
+		return f
+	}
+	hook := &reg.hook
+	a.URL = redactURL(hook.URL)
+	if hook.Disabled != nil {
+		a.Err = fmt.Errorf("registration disabled at %s: %s", hook.Disabled.At.Format(time.RFC3339), hook.Disabled.Reason)
+		dl.LastError, a.Dead = a.Err.Error(), true
+		f.outcome.Kind = Died
+		return f
+	}
+	a.Attempt++
+	out := d.send(reg, dl)
+	a.StatusCode, a.Err, a.Duration = out.status, out.err, out.duration
+	a.Response = out.response[:min(len(out.response), responseExcerpt)]
+	now := d.clock.Now()
+	if out.err != nil && d.ctx.Err() != nil {
+		// Close gave up waiting: the attempt does not count, and the
+		// delivery stays pending for the next process.
+		a.Err, a.RetryAt = fmt.Errorf("%w: attempt cancelled: %v", ErrClosed, out.err), now
+		dl.Due = now
+		f.outcome.Kind = Released
+		return f
+	}
+	v := d.policy.decide(a.Attempt, out.status, out.header, out.err != nil, now)
+	f.outcome.Kind, f.disable = v.kind, v.disable
+	if v.kind == Delivered {
+		return f
+	}
+	dl.Attempts++
+	dl.LastStatus, dl.LastError = out.status, out.err.Error()
+	dl.Due = v.due
+	f.outcome.Failed, f.outcome.PauseUntil = true, v.pause
+	a.RetryAt, a.Dead = v.due, v.kind == Died
+	return f
+}
+
+// maxRecord is the most outcomes one Settle records.
+const maxRecord = 256
+
+// record is the Dispatcher's recorder: it takes the outcomes of finished
+// attempts and records them with the Queue, as many at a time as have
+// finished meanwhile (one Settle for them all), then disables the
+// registrations that failed for too long and tells the Observer. It ends
+// when the workers have ended and their outcomes are recorded.
+func (d *Dispatcher) record() {
+	defer d.recorder.Done()
+	batch := make([]finished, 0, maxRecord)
+	for f := range d.finished {
+		batch = append(batch[:0], f)
+	more:
+		for len(batch) < maxRecord {
+			select {
+			case f, ok := <-d.finished:
+				if !ok {
+					break more
+				}
+				batch = append(batch, f)
+			default:
+				break more
+			}
+		}
+		d.settle(batch)
+		clear(batch)
+	}
+}
+
+// settle records a batch of outcomes.
+func (d *Dispatcher) settle(batch []finished) {
+	now := d.clock.Now()
+	outcomes := make([]Outcome, len(batch))
+	for i, f := range batch {
+		outcomes[i] = f.outcome
+	}
+	health, err := d.queue.Settle(d.bg, now, outcomes...)
+	if err != nil {
+		// The deliveries stay leased: they are attempted again when their
+		// leases end.
+		d.log.LogAttrs(d.bg, slog.LevelError, "webhook: recording the outcomes of attempts",
+			slog.Int("outcomes", len(batch)), slog.String("error", err.Error()))
+		return
+	}
+	var done []string
+	for i, f := range batch {
+		o := &f.outcome
+		if f.disable == "" && o.Failed {
+			f.disable = d.policy.disableFor(health[i], now)
+		}
+		if f.disable != "" {
+			d.disable(f, now)
+		}
+		if f.report != nil {
+			d.report(*f.report)
+		}
+		switch o.Kind {
+		case Delivered, Died, Dropped:
+			done = append(done, o.Delivery.ID)
+		}
+	}
+	d.mu.Lock()
+	for _, id := range done {
+		d.doneLocked(id)
+	}
+	d.mu.Unlock()
+	d.poke() // limits were freed
+}
+
+// disable disables the registration of f's delivery, which then dies
+// rather than waits for a retry.
+func (d *Dispatcher) disable(f finished, now time.Time) {
+	dl := f.outcome.Delivery
+	dis, err := d.reg.disable(d.bg, dl.Target, f.disable, now)
+	if err != nil {
+		d.log.LogAttrs(d.bg, slog.LevelError, "webhook: disabling a registration",
+			slog.String("webhook_id", dl.WebhookID), slog.String("reason", f.disable), slog.String("error", err.Error()))
+	}
+	if f.report != nil {
+		f.report.Disabled = dis
+	}
+	if f.outcome.Kind != Retried {
+		return
+	}
+	if _, err := d.queue.Settle(d.bg, now, Outcome{Delivery: dl, Kind: Died}); err != nil {
+		d.log.LogAttrs(d.bg, slog.LevelError, "webhook: recording a delivery dead", slog.String("error", err.Error()))
+		return
+	}
+	f.outcome.Kind = Died
+	if f.report != nil {
+		f.report.RetryAt, f.report.Dead = time.Time{}, true
+	}
+}
