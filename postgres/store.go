@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	webhook "github.com/crmhook/webhook/postgres/internal/corev2"
+	"github.com/crmhook/webhook"
 )
 
 // DefaultPollInterval is how long Store.Wait waits at most when

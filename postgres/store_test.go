@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	webhook "github.com/crmhook/webhook/postgres/internal/corev2"
+	"github.com/crmhook/webhook"
 )
 
 // newTestStore returns a Store on a fresh database, closed when t ends.

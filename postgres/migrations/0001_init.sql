@@ -61,7 +61,7 @@ CREATE TABLE webhook_deliveries (
 	target      text NOT NULL,
 	space       text NOT NULL,
 	webhook_id  text NOT NULL,
-	event_ids   text[] NOT NULL,
+	event_ids   json NOT NULL,        -- a JSON array of strings
 	body        bytea NOT NULL,
 	created     timestamptz NOT NULL,
 	attempts    integer NOT NULL,

@@ -1,0 +1,375 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/crmhook/webhook"
+)
+
+// Settle records outcomes, in order, as the Queue contract says, in one
+// transaction of two round trips however many there are: one locks their
+// targets and reads where their deliveries stand, the other writes them
+// all. A delivery's Target must be the one it was enqueued with.
+func (q *Queue) Settle(ctx context.Context, now time.Time, outcomes ...webhook.Outcome) ([]webhook.Health, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for i, o := range outcomes {
+		if err := checkDelivery(o.Delivery); err != nil {
+			return nil, fmt.Errorf("postgres: settle outcome %d of %d: %w", i+1, len(outcomes), err)
+		}
+		if o.Kind < webhook.Delivered || o.Kind > webhook.Dropped {
+			return nil, fmt.Errorf("postgres: settle outcome %d of %d: %w: kind %d", i+1, len(outcomes), webhook.ErrInvalid, o.Kind)
+		}
+	}
+	if len(outcomes) == 0 {
+		return []webhook.Health{}, nil
+	}
+	var health []webhook.Health
+	err := inTx(ctx, q.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		s := newSettlement(now, outcomes)
+		if err := s.read(ctx, tx); err != nil {
+			return err
+		}
+		health = s.apply()
+		return s.write(ctx, tx, q.limits.MaxDead)
+	})
+	if err != nil {
+		return nil, ctxErr(ctx, fmt.Errorf("postgres: settle: %w", err))
+	}
+	return health, nil
+}
+
+// rowState is where a delivery stands in the table.
+type rowState uint8
+
+const (
+	absent rowState = iota
+	ready
+	leased
+	dead
+)
+
+// held reports whether the state counts among a target's pending
+// deliveries.
+func (s rowState) held() int32 {
+	if s == ready || s == leased {
+		return 1
+	}
+	return 0
+}
+
+// settlement is one Settle at work.
+type settlement struct {
+	now      time.Time
+	outcomes []webhook.Outcome
+	targets  []string // distinct, in key order: the order they are locked in
+	spaces   []string // of targets
+	// Per target: what the table holds, then what the outcomes make of it.
+	state map[string]*targetState
+	// Per delivery id: where it stood, and the last outcome for it.
+	before map[string]rowState
+	last   map[string]int // index in outcomes
+	// renewed holds the ids that an outcome before their last removed:
+	// their last stores them anew, with a new enqueue order, as it would
+	// in a Settle of its own.
+	renewed map[string]bool
+}
+
+// targetState is a target's Health, pause and the changes of its counts.
+type targetState struct {
+	health       webhook.Health
+	pause        time.Time
+	held, leased int32
+}
+
+func newSettlement(now time.Time, outcomes []webhook.Outcome) *settlement {
+	s := &settlement{now: now.Truncate(time.Microsecond).UTC(), outcomes: outcomes,
+		state: map[string]*targetState{}, before: map[string]rowState{}, last: map[string]int{},
+		renewed: map[string]bool{}}
+	spaceOf := map[string]string{}
+	for i, o := range outcomes {
+		if _, ok := spaceOf[o.Delivery.Target]; !ok {
+			spaceOf[o.Delivery.Target] = o.Delivery.Space
+			s.targets = append(s.targets, o.Delivery.Target)
+		}
+		if j, ok := s.last[o.Delivery.ID]; ok && afterOutcome(outcomes[j].Kind) == absent {
+			s.renewed[o.Delivery.ID] = true
+		}
+		s.last[o.Delivery.ID] = i
+	}
+	slices.Sort(s.targets)
+	for _, t := range s.targets {
+		s.spaces = append(s.spaces, spaceOf[t])
+		s.state[t] = &targetState{}
+	}
+	return s
+}
+
+// read locks the targets, made if new, in key order, and then the
+// deliveries, and reads their state.
+func (s *settlement) read(ctx context.Context, tx pgx.Tx) error {
+	ids := make([]string, 0, len(s.last))
+	for id := range s.last {
+		ids = append(ids, id)
+	}
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO webhook_targets (target, space) SELECT * FROM unnest($1::text[], $2::text[])
+		ORDER BY 1 ON CONFLICT DO NOTHING`, s.targets, s.spaces)
+	b.Queue(`SELECT target, failures, failing_since, paused_until FROM webhook_targets
+		WHERE target = ANY($1) ORDER BY target FOR UPDATE`, s.targets)
+	b.Queue(`SELECT id, lease_until IS NOT NULL, died IS NOT NULL FROM webhook_deliveries
+		WHERE id = ANY($1) FOR UPDATE`, ids)
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return err
+	}
+	rows, _ := br.Query()
+	var target string
+	var failures int
+	var since, pause pgtype.Timestamptz
+	_, err := pgx.ForEachRow(rows, []any{&target, &failures, &since, &pause}, func() error {
+		st := s.state[target]
+		st.health = webhook.Health{Failures: failures, FailingSince: utcOrZero(since)}
+		st.pause = utcOrZero(pause)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	rows, _ = br.Query()
+	var id string
+	var isLeased, isDead bool
+	_, err = pgx.ForEachRow(rows, []any{&id, &isLeased, &isDead}, func() error {
+		switch {
+		case isDead:
+			s.before[id] = dead
+		case isLeased:
+			s.before[id] = leased
+		default:
+			s.before[id] = ready
+		}
+		return nil
+	})
+	return err
+}
+
+// apply works out, in order, each outcome's effect on its target's Health
+// and pause, and returns the Health after each. It also counts what the
+// deliveries' moves change in their targets' counts.
+func (s *settlement) apply() []webhook.Health {
+	health := make([]webhook.Health, len(s.outcomes))
+	for i, o := range s.outcomes {
+		st := s.state[o.Delivery.Target]
+		switch {
+		case o.Kind == webhook.Delivered:
+			st.health = webhook.Health{}
+		case o.Failed:
+			if st.health.Failures == 0 {
+				st.health.FailingSince = s.now
+			}
+			st.health.Failures++
+			if until := o.PauseUntil.Truncate(time.Microsecond).UTC(); until.After(st.pause) {
+				st.pause = until
+			}
+		}
+		health[i] = st.health
+	}
+	for id, i := range s.last {
+		o := s.outcomes[i]
+		st := s.state[o.Delivery.Target]
+		from, to := s.before[id], afterOutcome(o.Kind)
+		st.held += to.held() - from.held()
+		if from == leased {
+			st.leased--
+		}
+	}
+	return health
+}
+
+// afterOutcome returns where a delivery stands after an outcome of kind.
+func afterOutcome(kind webhook.OutcomeKind) rowState {
+	switch kind {
+	case webhook.Retried, webhook.Released:
+		return ready
+	case webhook.Died:
+		return dead
+	}
+	return absent
+}
+
+// write applies the outcomes in one round trip: the deliveries removed,
+// made pending and made dead (each as its last outcome says), the dead
+// beyond maxDead dropped, the targets' counts, Health, pause and earliest
+// ready delivery, the count in all, targets left with nothing forgotten,
+// and a notification if a target has ready deliveries.
+func (s *settlement) write(ctx context.Context, tx pgx.Tx, maxDead int) error {
+	var removed []string
+	var pending, died []*webhook.Delivery
+	var diedTargets []string
+	for _, i := range s.sortedLast() {
+		o := s.outcomes[i]
+		to := afterOutcome(o.Kind)
+		if (to == absent || s.renewed[o.Delivery.ID]) && s.before[o.Delivery.ID] != absent {
+			removed = append(removed, o.Delivery.ID)
+		}
+		switch to {
+		case ready:
+			pending = append(pending, o.Delivery)
+		case dead:
+			died = append(died, o.Delivery)
+			if !slices.Contains(diedTargets, o.Delivery.Target) {
+				diedTargets = append(diedTargets, o.Delivery.Target)
+			}
+		}
+	}
+	b := &pgx.Batch{}
+	if len(removed) > 0 {
+		b.Queue(`DELETE FROM webhook_deliveries WHERE id = ANY($1)`, removed)
+	}
+	if len(pending) > 0 {
+		p, err := newEnqueueBatch(pending)
+		if err != nil {
+			return err
+		}
+		b.Queue(pendingSQL, p.args()...)
+	}
+	if len(died) > 0 {
+		d, err := newEnqueueBatch(died)
+		if err != nil {
+			return err
+		}
+		b.Queue(deadSQL, d.args()...)
+		b.Queue(trimDeadSQL, diedTargets, maxDead)
+	}
+	var total int64
+	cols := s.targetColumns()
+	for _, n := range cols.held {
+		total += int64(n)
+	}
+	b.Queue(settleTargetsSQL, s.targets, cols.held, cols.leased, cols.failures, cols.since, cols.pause)
+	if total != 0 {
+		b.Queue(addCountSQL, countShards, total)
+	}
+	b.Queue(forgetTargetsSQL, s.targets, s.now)
+	b.Queue(`SELECT pg_notify($2, '') WHERE EXISTS (
+		SELECT FROM webhook_targets WHERE target = ANY($1) AND next_due IS NOT NULL)`, s.targets, queueChannel)
+	return tx.SendBatch(ctx, b).Close()
+}
+
+// sortedLast returns the index of the last outcome of each delivery, in
+// the order of the outcomes, so that deliveries die in that order.
+func (s *settlement) sortedLast() []int {
+	idx := make([]int, 0, len(s.last))
+	for _, i := range s.last {
+		idx = append(idx, i)
+	}
+	slices.Sort(idx)
+	return idx
+}
+
+// targetCols are the targets' new state as the columns of
+// settleTargetsSQL, in the order of settlement.targets.
+type targetCols struct {
+	held, leased, failures []int32
+	since, pause           []pgtype.Timestamptz
+}
+
+func (s *settlement) targetColumns() targetCols {
+	var c targetCols
+	for _, t := range s.targets {
+		st := s.state[t]
+		c.held = append(c.held, st.held)
+		c.leased = append(c.leased, st.leased)
+		c.failures = append(c.failures, int32(st.health.Failures))
+		c.since = append(c.since, nullTime(st.health.FailingSince))
+		c.pause = append(c.pause, nullTime(st.pause))
+	}
+	return c
+}
+
+// The statements of write.
+const (
+	// pendingSQL stores deliveries as pending, keeping the enqueue order
+	// of those it holds.
+	pendingSQL = `
+INSERT INTO webhook_deliveries AS d (id, seq, target, space, webhook_id, event_ids, body, created,
+	attempts, due, last_status, last_error)
+SELECT u.id, nextval('webhook_delivery_seq'), u.target, u.space, u.webhook_id, u.event_ids, u.body,
+	u.created, u.attempts, u.due, u.last_status, u.last_error
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::json[], $6::bytea[],
+	$7::timestamptz[], $8::int[], $9::timestamptz[], $10::int[], $11::text[])
+	WITH ORDINALITY AS u(id, target, space, webhook_id, event_ids, body, created, attempts,
+		due, last_status, last_error, ord)
+ORDER BY u.ord
+ON CONFLICT (id) DO UPDATE SET attempts = excluded.attempts, due = excluded.due,
+	last_status = excluded.last_status, last_error = excluded.last_error, lease_until = NULL, died = NULL`
+	// deadSQL stores deliveries, as given, as the newest dead, in order.
+	deadSQL = `
+INSERT INTO webhook_deliveries AS d (id, seq, target, space, webhook_id, event_ids, body, created,
+	attempts, due, last_status, last_error, died)
+SELECT u.id, nextval('webhook_delivery_seq'), u.target, u.space, u.webhook_id, u.event_ids, u.body,
+	u.created, u.attempts, u.due, u.last_status, u.last_error, nextval('webhook_delivery_death')
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::json[], $6::bytea[],
+	$7::timestamptz[], $8::int[], $9::timestamptz[], $10::int[], $11::text[])
+	WITH ORDINALITY AS u(id, target, space, webhook_id, event_ids, body, created, attempts,
+		due, last_status, last_error, ord)
+ORDER BY u.ord
+ON CONFLICT (id) DO UPDATE SET target = excluded.target, space = excluded.space,
+	webhook_id = excluded.webhook_id, event_ids = excluded.event_ids, body = excluded.body,
+	created = excluded.created, attempts = excluded.attempts, due = excluded.due,
+	last_status = excluded.last_status, last_error = excluded.last_error,
+	lease_until = NULL, died = excluded.died`
+	// trimDeadSQL drops the oldest dead of targets $1 beyond $2.
+	trimDeadSQL = `
+DELETE FROM webhook_deliveries d USING (
+	SELECT id FROM (
+		SELECT id, row_number() OVER (PARTITION BY target ORDER BY died DESC) AS rn
+		FROM webhook_deliveries WHERE target = ANY($1) AND died IS NOT NULL) AS r
+	WHERE r.rn > $2) AS x
+WHERE d.id = x.id`
+	// settleTargetsSQL sets the targets' counts, Health and pause, and
+	// their earliest ready delivery.
+	settleTargetsSQL = `
+UPDATE webhook_targets t SET held = t.held + u.held, leased = t.leased + u.leased,
+	failures = u.failures, failing_since = u.failing_since, paused_until = u.paused_until,
+	(next_due, next_seq) = (SELECT d.due, d.seq FROM webhook_deliveries d
+		WHERE d.target = t.target AND d.lease_until IS NULL AND d.died IS NULL
+		ORDER BY d.due, d.seq LIMIT 1)
+FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::timestamptz[], $6::timestamptz[])
+	AS u(target, held, leased, failures, failing_since, paused_until)
+WHERE t.target = u.target`
+	// forgetTargetsSQL drops the rows of targets $1 that keep nothing: no
+	// delivery, failure or pause that lasts past $2.
+	forgetTargetsSQL = `
+DELETE FROM webhook_targets t
+WHERE t.target = ANY($1) AND t.held = 0 AND t.leased = 0 AND t.failures = 0
+	AND (t.paused_until IS NULL OR t.paused_until <= $2)
+	AND NOT EXISTS (SELECT FROM webhook_deliveries d WHERE d.target = t.target AND d.died IS NOT NULL)`
+)
+
+// args returns b as the arguments of pendingSQL and deadSQL.
+func (b *enqueueBatch) args() []any {
+	return []any{b.ids, b.targets, b.spaces, b.webhookIDs, b.eventIDs, b.bodies,
+		b.created, b.attempts, b.due, b.lastStatus, b.lastError}
+}
+
+// nullTime returns t as a column value, NULL when zero.
+func nullTime(t time.Time) pgtype.Timestamptz {
+	return pgtype.Timestamptz{Time: t, Valid: !t.IsZero()}
+}
+
+// utcOrZero returns a column's time in UTC, zero for NULL.
+func utcOrZero(t pgtype.Timestamptz) time.Time {
+	if !t.Valid {
+		return time.Time{}
+	}
+	return t.Time.UTC()
+}
