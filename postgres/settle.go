@@ -15,7 +15,8 @@ import (
 // Settle records outcomes, in order, as the Queue contract says, in one
 // transaction of two round trips however many there are: one locks their
 // targets and reads where their deliveries stand, the other writes them
-// all. A delivery's Target must be the one it was enqueued with.
+// all. A delivery's Target must be the one it was enqueued with. It
+// NOTIFYs (see Wake) when it makes a delivery pending that is due by now.
 func (q *Queue) Settle(ctx context.Context, now time.Time, outcomes ...webhook.Outcome) ([]webhook.Health, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -259,9 +260,26 @@ func (s *settlement) write(ctx context.Context, tx pgx.Tx, maxDead int) error {
 		b.Queue(addCountSQL, countShards, total)
 	}
 	b.Queue(forgetTargetsSQL, s.targets, s.now)
-	b.Queue(`SELECT pg_notify($2, '') WHERE EXISTS (
-		SELECT FROM webhook_targets WHERE target = ANY($1) AND next_due IS NOT NULL)`, s.targets, queueChannel)
+	if s.readyNow(pending) {
+		b.Queue(`SELECT pg_notify($1, '')`, queueChannel)
+	}
 	return tx.SendBatch(ctx, b).Close()
+}
+
+// readyNow reports whether a delivery made pending is due already, and so
+// worth a notification: another replica with idle workers may take it at
+// once. A delivery due later, or a perTarget slot freed, is left to the
+// claimers' NextDue and poll, and to this replica, which claims again:
+// a NOTIFY makes its commit wait its turn behind every other notifying
+// commit of the database (PostgreSQL orders them with one lock), which
+// would cap the acknowledgements a second.
+func (s *settlement) readyNow(pending []*webhook.Delivery) bool {
+	for _, d := range pending {
+		if !d.Due.After(s.now) {
+			return true
+		}
+	}
+	return false
 }
 
 // sortedLast returns the index of the last outcome of each delivery, in

@@ -280,18 +280,20 @@ func TestStoreWait(t *testing.T) {
 	})
 }
 
-// waitConnected waits until s's listening connection listens: the Wait
-// that starts it returns as soon as it has, since a change may have been
-// missed before.
+// waitConnected waits until s's listening connection has listened.
 func waitConnected(t *testing.T, s *Store) {
 	t.Helper()
-	require.NoError(t, s.Wait(t.Context(), 1<<62))
 	for {
-		st, _ := s.listen.state()
+		st, ok := s.listen.state()
+		require.True(t, ok, "closed")
 		if st.connects > 0 {
 			return
 		}
-		require.NoError(t, s.Wait(t.Context(), 1<<62))
+		select {
+		case <-st.changed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the Store's listener did not connect within 10 s")
+		}
 	}
 }
 

@@ -1,0 +1,188 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/crmhook/webhook"
+)
+
+// The benchmarks run against the tests' server (fsync and
+// synchronous_commit on): durable commits, on this machine's disk.
+//
+//	go test -run '^$' -bench . -benchtime 2s ./postgres/
+
+// benchLimits lift the bounds out of the benchmarks' way.
+var benchLimits = webhook.QueueLimits{MaxPending: 1 << 30, MaxPendingPerTarget: 1 << 30}
+
+// benchBase is the fake time the benchmarks' deliveries are due at.
+var benchBase = time.Unix(1_700_000_000, 0).UTC()
+
+// fillQueue adds pending deliveries, due one a millisecond from benchBase
+// in rotation, spread over targets in spaces, straight in SQL: a million
+// rows take seconds this way, minutes through Enqueue.
+func fillQueue(b *testing.B, pool *pgxpool.Pool, pending, targets, spaces int) {
+	b.Helper()
+	ctx := context.Background()
+	stmts := []string{
+		`INSERT INTO webhook_deliveries (id, seq, target, space, webhook_id, event_ids, body, created,
+			attempts, due, last_status, last_error)
+		SELECT 'd' || g, nextval('webhook_delivery_seq'), 't' || (g % $2), 's' || (g % $2 % $3), 'w' || (g % $2),
+			json_build_array('ev-' || g), convert_to(repeat('x', 300), 'UTF8'), $4, 0,
+			$4::timestamptz + (g % 1000) * interval '1 ms', 0, ''
+		FROM generate_series(1, $1) AS g`,
+		`INSERT INTO webhook_targets (target, space, held)
+		SELECT target, min(space), count(*) FROM webhook_deliveries GROUP BY target`,
+		`UPDATE webhook_targets t SET (next_due, next_seq) = (SELECT d.due, d.seq FROM webhook_deliveries d
+			WHERE d.target = t.target AND d.lease_until IS NULL AND d.died IS NULL ORDER BY d.due, d.seq LIMIT 1)`,
+		`INSERT INTO webhook_queue_counts (shard, held) VALUES (0, $1)`,
+	}
+	args := [][]any{{pending, targets, spaces, benchBase}, nil, nil, {pending}}
+	for i, stmt := range stmts {
+		if _, err := pool.Exec(ctx, stmt, args[i]...); err != nil {
+			b.Fatalf("fill: %v", err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `VACUUM ANALYZE`); err != nil {
+		b.Fatalf("fill: %v", err)
+	}
+}
+
+// BenchmarkClaim claims with 1,000 and with 1,000,000 deliveries pending,
+// in one target and over 1,000 targets in 10 spaces: its cost should not
+// grow with what is pending (the target is 1M within 2x of 1k). Each
+// claimed delivery is released (pending again as it was) outside the
+// timing, so that the queue stays as filled.
+func BenchmarkClaim(b *testing.B) {
+	for _, shape := range []struct {
+		name            string
+		targets, spaces int
+		limit           int
+	}{
+		{"one target", 1, 1, 1},
+		{"1000 targets in 10 spaces", 1000, 10, 10},
+	} {
+		for _, pending := range []int{1_000, 1_000_000} {
+			pool := newTestPool(b)
+			fillQueue(b, pool, pending, shape.targets, shape.spaces)
+			q, err := NewQueue(context.Background(), pool, QueueConfig{Limits: benchLimits})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(fmt.Sprintf("%s/pending=%d/max=%d", shape.name, pending, shape.limit), func(b *testing.B) {
+				benchmarkClaim(b, q, shape.limit)
+			})
+		}
+	}
+}
+
+func benchmarkClaim(b *testing.B, q *Queue, limit int) {
+	ctx := context.Background()
+	now := benchBase.Add(time.Hour)
+	outcomes := make([]webhook.Outcome, 0, limit)
+	b.ReportAllocs()
+	for b.Loop() {
+		ds, err := q.Claim(ctx, now, limit, time.Minute, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(ds) != limit {
+			b.Fatalf("claimed %d, want %d", len(ds), limit)
+		}
+		b.StopTimer()
+		outcomes = outcomes[:0]
+		for _, d := range ds {
+			outcomes = append(outcomes, webhook.Outcome{Delivery: d, Kind: webhook.Released})
+		}
+		if _, err := q.Settle(ctx, now, outcomes...); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
+
+// BenchmarkEnqueue enqueues batches of deliveries of 300-byte bodies over
+// 10 targets, one transaction (one durable commit) a batch.
+func BenchmarkEnqueue(b *testing.B) {
+	for _, size := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			pool := newTestPool(b)
+			q, err := NewQueue(context.Background(), pool, QueueConfig{Limits: benchLimits})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			n := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				ds := make([]*webhook.Delivery, size)
+				for i := range ds {
+					n++
+					ds[i] = benchDelivery(n)
+				}
+				if err := q.Enqueue(ctx, ds...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "deliveries/s")
+		})
+	}
+}
+
+// BenchmarkSettle settles batches of claimed deliveries as delivered,
+// one transaction (one durable commit) a batch; the enqueueing and
+// claiming are outside the timing.
+func BenchmarkSettle(b *testing.B) {
+	for _, size := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			pool := newTestPool(b)
+			q, err := NewQueue(context.Background(), pool, QueueConfig{Limits: benchLimits})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			n := 0
+			outcomes := make([]webhook.Outcome, size)
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				ds := make([]*webhook.Delivery, size)
+				for i := range ds {
+					n++
+					ds[i] = benchDelivery(n)
+				}
+				if err := q.Enqueue(ctx, ds...); err != nil {
+					b.Fatal(err)
+				}
+				claimed, err := q.Claim(ctx, benchBase, size, time.Minute, size)
+				if err != nil || len(claimed) != size {
+					b.Fatalf("claim: %d, %v", len(claimed), err)
+				}
+				for i, d := range claimed {
+					outcomes[i] = webhook.Outcome{Delivery: d, Kind: webhook.Delivered}
+				}
+				b.StartTimer()
+				if _, err := q.Settle(ctx, benchBase, outcomes...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "deliveries/s")
+		})
+	}
+}
+
+// benchDelivery returns the nth delivery of a benchmark: one of 10
+// targets, a 300-byte body.
+func benchDelivery(n int) *webhook.Delivery {
+	id := fmt.Sprintf("bench-%d", n)
+	target := fmt.Sprintf("t%d", n%10)
+	return &webhook.Delivery{
+		ID: id, Space: "s", WebhookID: "w-" + target, Target: target,
+		EventIDs: []string{"ev-" + id}, Body: make([]byte, 300),
+		Created: benchBase, Due: benchBase,
+	}
+}
