@@ -69,7 +69,8 @@ func newReplica(t *testing.T, cfg *pgxpool.Config) *replica {
 // flight at once.
 type receiver struct {
 	*httptest.Server
-	mu          sync.Mutex // guards the fields below
+	delay       time.Duration // how long each request takes; set before the first
+	mu          sync.Mutex    // guards the fields below
 	got         map[string]int
 	inFlight    int
 	maxInFlight int
@@ -83,7 +84,7 @@ func newReceiver(t *testing.T) *receiver {
 		rc.inFlight++
 		rc.maxInFlight = max(rc.maxInFlight, rc.inFlight)
 		rc.mu.Unlock()
-		time.Sleep(time.Millisecond)
+		time.Sleep(max(rc.delay, time.Millisecond))
 		rc.mu.Lock()
 		rc.inFlight--
 		rc.got[r.Header.Get(webhook.HeaderID)]++
