@@ -34,10 +34,10 @@ func (q *Queue) Claim(ctx context.Context, now time.Time, limit int, lease time.
 		return nil, nil
 	}
 	var out []*webhook.Delivery
-	err := inTx(ctx, q.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		c := &claim{ctx: ctx, tx: tx, now: now, leaseEnd: ceilMicro(now.Add(lease)), limit: limit, perTarget: max(perTarget, 1)}
+	err := retry(ctx, func() error {
+		c := &claim{ctx: ctx, now: now, leaseEnd: ceilMicro(now.Add(lease)), limit: limit, perTarget: max(perTarget, 1)}
 		var err error
-		out, err = c.run()
+		out, err = q.claimOnce(c)
 		return err
 	})
 	if err != nil {
@@ -46,10 +46,31 @@ func (q *Queue) Claim(ctx context.Context, now time.Time, limit int, lease time.
 	return out, nil
 }
 
+// claimOnce runs c on a connection of the pool. c's transaction is not a
+// pgx.Tx: its BEGIN goes in its first batch of statements and its COMMIT
+// in its last, which spares two round trips of the few a Claim makes.
+func (q *Queue) claimOnce(c *claim) ([]*webhook.Delivery, error) {
+	conn, err := q.pool.Acquire(c.ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	c.conn = conn.Conn()
+	out, err := c.run()
+	if err != nil && !c.conn.IsClosed() && c.conn.PgConn().TxStatus() != 'I' {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), time.Second)
+		defer cancel()
+		if _, rerr := c.conn.Exec(ctx, "ROLLBACK"); rerr != nil {
+			c.conn.Close(ctx) // not back to the pool in a transaction
+		}
+	}
+	return out, err
+}
+
 // claim is one Claim at work.
 type claim struct {
 	ctx              context.Context
-	tx               pgx.Tx
+	conn             *pgx.Conn
 	now, leaseEnd    time.Time
 	limit, perTarget int
 
@@ -108,7 +129,8 @@ func (c *claim) run() ([]*webhook.Delivery, error) {
 		return nil, err
 	}
 	if len(c.spaces) == 0 {
-		return nil, nil
+		_, err := c.conn.Exec(c.ctx, "COMMIT") // the sweep's
+		return nil, err
 	}
 	leased := make([]int, len(c.spaces))
 	for i, s := range c.spaces {
@@ -167,18 +189,20 @@ WHERE s.space IS NOT NULL AND EXISTS (
 	SELECT FROM webhook_targets t
 	WHERE t.space = s.space AND t.next_due <= $1 AND t.ready_at <= $1 AND t.leased < $2)`
 
-// sweep returns ended leases to pending and reads the spaces with ready
-// work, in one round trip. Claims need not be durable: a lease lost in a
-// crash of the server only makes its delivery claimable again.
+// sweep begins the transaction, returns ended leases to pending and reads
+// the spaces with ready work, in one round trip. Claims need not be
+// durable: a lease lost in a crash of the server only makes its delivery
+// claimable again.
 func (c *claim) sweep() error {
 	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
 	b.Queue(`SET LOCAL synchronous_commit = off`)
 	b.Queue(sweepLockSQL, c.now)
 	b.Queue(sweepSQL, c.now)
 	b.Queue(spacesSQL, c.now, c.perTarget)
-	br := c.tx.SendBatch(c.ctx, b)
+	br := c.conn.SendBatch(c.ctx, b)
 	defer br.Close()
-	for range 3 {
+	for range 4 {
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
@@ -221,94 +245,52 @@ func quotas(leased []int, limit int) []int {
 	return out
 }
 
-// lockTargetsSQL locks up to q ready targets of each space, earliest ready
-// delivery first, leaving out those locked already ($1 now, $2 perTarget,
-// $3 spaces, $4 q, $5 targets locked already). It returns each one's
-// leased count as it stands once locked.
-const lockTargetsSQL = `
-SELECT c.target, c.space, c.leased
-FROM unnest($3::text[], $4::int[]) AS p(space, q)
-CROSS JOIN LATERAL (
-	SELECT t.target, t.space, t.leased FROM webhook_targets t
-	WHERE t.space = p.space AND t.next_due <= $1 AND t.ready_at <= $1 AND t.leased < $2
-		AND t.target <> ALL($5::text[])
-	ORDER BY t.next_due, t.next_seq
-	LIMIT p.q
-	FOR UPDATE SKIP LOCKED) AS c`
-
-// headsSQL reads the first n ready deliveries due by $1 of each target
-// ($2 targets, $3 n), in a statement of its own: its snapshot, taken
-// after the targets were locked, sees every change of their deliveries.
-const headsSQL = `
-SELECT c.target, d.id, d.due, d.seq
-FROM unnest($2::text[], $3::int[]) AS c(target, n)
-CROSS JOIN LATERAL (
-	SELECT d.id, d.due, d.seq FROM webhook_deliveries d
-	WHERE d.target = c.target AND d.lease_until IS NULL AND d.died IS NULL AND d.due <= $1
-	ORDER BY d.due, d.seq
-	LIMIT c.n) AS d`
-
-// fetch locks up to want[s] more targets of each space s and reads what
-// they may give.
+// fetch locks up to want[s] more ready targets of each space s and reads
+// the deliveries they may give (webhook_claim_targets).
 func (c *claim) fetch(want map[*claimSpace]int) error {
 	if len(want) == 0 {
 		return nil
 	}
 	names := make([]string, 0, len(want))
-	counts := make([]int32, 0, len(want))
+	quotas := make([]int32, 0, len(want))
 	byName := make(map[string]*claimSpace, len(want))
 	for s, n := range want {
 		names = append(names, s.name)
-		counts = append(counts, int32(n))
+		quotas = append(quotas, int32(n))
 		byName[s.name] = s
 	}
-	rows, _ := c.tx.Query(c.ctx, lockTargetsSQL, c.now, c.perTarget, names, counts, nonNil(c.targets))
-	var targets []string
-	var room []int32
-	spaceOf := map[string]*claimSpace{}
-	got := map[*claimSpace]int{}
-	var target, space string
-	var leased int
-	_, err := pgx.ForEachRow(rows, []any{&target, &space, &leased}, func() error {
-		targets = append(targets, target)
-		room = append(room, int32(min(c.perTarget-leased, c.limit)))
-		spaceOf[target] = byName[space]
-		got[byName[space]]++
+	rows, _ := c.conn.Query(c.ctx, `SELECT * FROM webhook_claim_targets($1, $2, $3, $4, $5, $6)`,
+		c.now, c.perTarget, c.limit, names, quotas, nonNil(c.targets))
+	locked := map[*claimSpace]int{}
+	added := map[*claimSpace]bool{}
+	var cand candidate
+	var space string
+	var id *string
+	var due *time.Time
+	var seq *int64
+	_, err := pgx.ForEachRow(rows, []any{&cand.target, &space, &id, &due, &seq}, func() error {
+		s := byName[space]
+		if n := len(c.targets); n == 0 || c.targets[n-1] != cand.target {
+			// A target's rows come together.
+			c.targets = append(c.targets, cand.target)
+			locked[s]++
+			if id != nil {
+				s.nonEmpty++
+			}
+		}
+		if id != nil {
+			cand.id, cand.due, cand.seq = *id, *due, *seq
+			s.cands = append(s.cands, cand)
+			added[s] = true
+		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	for s, n := range want {
-		s.complete = got[s] < n
+		s.complete = locked[s] < n
 	}
-	if len(targets) == 0 {
-		return nil
-	}
-	c.targets = append(c.targets, targets...)
-	return c.readHeads(targets, room, spaceOf)
-}
-
-// readHeads reads the ready deliveries of targets, room[i] at most of
-// targets[i], into their spaces.
-func (c *claim) readHeads(targets []string, room []int32, spaceOf map[string]*claimSpace) error {
-	rows, _ := c.tx.Query(c.ctx, headsSQL, c.now, targets, room)
-	var cand candidate
-	seen := map[string]bool{}
-	added := map[*claimSpace]bool{}
-	_, err := pgx.ForEachRow(rows, []any{&cand.target, &cand.id, &cand.due, &cand.seq}, func() error {
-		s := spaceOf[cand.target]
-		if s == nil {
-			return nil
-		}
-		if !seen[cand.target] {
-			seen[cand.target] = true
-			s.nonEmpty++
-		}
-		s.cands = append(s.cands, cand)
-		added[s] = true
-		return nil
-	})
 	for s := range added {
 		slices.SortFunc(s.cands, func(a, b candidate) int {
 			if a.before(b) {
@@ -317,7 +299,7 @@ func (c *claim) readHeads(targets []string, room []int32, spaceOf map[string]*cl
 			return 1
 		})
 	}
-	return err
+	return nil
 }
 
 // pick takes the deliveries one at a time from the space with the fewest
@@ -359,11 +341,12 @@ func (c *claim) pick() error {
 // leaseSQL leases deliveries until $1 ($2 ids) and returns them.
 const leaseSQL = `UPDATE webhook_deliveries SET lease_until = $1 WHERE id = ANY($2) RETURNING ` + deliveryColumns
 
-// lease leases what pick took and fixes its targets, in one round trip,
-// and returns the deliveries in the order taken.
+// lease leases what pick took, fixes its targets and commits, in one
+// round trip, and returns the deliveries in the order taken.
 func (c *claim) lease() ([]*webhook.Delivery, error) {
 	if len(c.picked) == 0 {
-		return nil, nil
+		_, err := c.conn.Exec(c.ctx, "COMMIT")
+		return nil, err
 	}
 	ids := make([]string, len(c.picked))
 	order := make(map[string]int, len(c.picked))
@@ -382,15 +365,18 @@ func (c *claim) lease() ([]*webhook.Delivery, error) {
 	b := &pgx.Batch{}
 	b.Queue(leaseSQL, c.leaseEnd, ids)
 	b.Queue(adjustTargetsSQL, targets, make([]int32, len(targets)), leased)
-	br := c.tx.SendBatch(c.ctx, b)
+	b.Queue(`COMMIT`)
+	br := c.conn.SendBatch(c.ctx, b)
 	defer br.Close()
 	rows, _ := br.Query()
 	ds, err := scanDeliveries(rows)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := br.Exec(); err != nil {
-		return nil, err
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
+			return nil, err
+		}
 	}
 	slices.SortFunc(ds, func(a, b *webhook.Delivery) int { return order[a.ID] - order[b.ID] })
 	return ds, nil

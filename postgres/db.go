@@ -21,13 +21,19 @@ const (
 // reason that another try may not meet.
 const txAttempts = 4
 
-// inTx runs f in a transaction of pool and commits it, trying again when
-// the server broke it off as a deadlock or a serialization failure (two
-// replicas touching the same rows in another order) or when the
-// connection failed before anything was sent (a connection the pool kept
-// across a server restart). f must have no effect outside the
-// transaction, since it may run more than once.
+// inTx runs f in a transaction of pool and commits it, trying again as
+// retry says. f must have no effect outside the transaction, since it may
+// run more than once.
 func inTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, f func(pgx.Tx) error) error {
+	return retry(ctx, func() error { return pgx.BeginTxFunc(ctx, pool, opts, f) })
+}
+
+// retry runs f, a transaction, again when the server broke it off as a
+// deadlock or a serialization failure (two replicas touching the same
+// rows in another order), or when the connection failed before anything
+// was sent (a connection the pool kept across a server restart), at most
+// txAttempts times in all.
+func retry(ctx context.Context, f func() error) error {
 	var err error
 	for attempt := range txAttempts {
 		if attempt > 0 {
@@ -37,8 +43,7 @@ func inTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, f func(pg
 			case <-time.After(time.Duration(attempt) * 10 * time.Millisecond):
 			}
 		}
-		err = pgx.BeginTxFunc(ctx, pool, opts, f)
-		if !retryable(err) {
+		if err = f(); !retryable(err) {
 			return err
 		}
 	}

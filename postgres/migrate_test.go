@@ -16,8 +16,7 @@ func TestMigrateFromSeveralReplicasAtOnce(t *testing.T) {
 	t.Parallel()
 	pool := newTestPool(t)
 	ctx := t.Context()
-	_, err := pool.Exec(ctx, `DROP TABLE webhook_schema_version, webhook_registrations, webhook_targets,
-		webhook_deliveries, webhook_queue_counts; DROP SEQUENCE webhook_delivery_seq, webhook_delivery_death`)
+	_, err := pool.Exec(ctx, `DROP SCHEMA public CASCADE; CREATE SCHEMA public`)
 	require.NoError(t, err)
 	require.Error(t, checkSchema(ctx, pool), "an empty database")
 
