@@ -231,18 +231,25 @@ type Dispatcher struct {
 
 	mu       sync.Mutex // guards the fields below
 	closed   bool
-	started  int              // workers started, at most Config.Workers
-	idle     int              // workers waiting for a job
-	calls    map[string]*call // Dispatch calls with deliveries not done, by delivery id
-	purges   []string         // targets whose registrations were deleted, to purge
-	reviving int              // Redeliver calls waiting for the Queue
-	early    map[string]bool  // deliveries done while reviving > 0, which a revival may claim
+	started  int                // workers started, at most Config.Workers
+	idle     int                // workers waiting for a job
+	calls    map[string]tracked // deliveries of Dispatch calls not done, by id
+	busy     map[string]bool    // deliveries in flight here, whose outcome is not recorded yet
+	purges   []string           // targets whose registrations were deleted, to purge
+	reviving int                // Redeliver calls waiting for the Queue
+	early    map[string]bool    // deliveries done while reviving > 0, which a revival may claim
 }
 
 // call counts the deliveries of one Dispatch call, for Flush.
 type call struct {
 	pending int
 	done    chan struct{}
+}
+
+// tracked is a delivery of a call that is not done.
+type tracked struct {
+	call   *call
+	target string // for a purge, which says which deliveries it removed by their target
 }
 
 // NewDispatcher returns a Dispatcher that delivers the events of r's
@@ -276,7 +283,7 @@ func NewDispatcher(r *Registry, cfg Config) (*Dispatcher, error) {
 		lease:     orDefault(cfg.Lease, DefaultLease),
 		poll:      orDefault(cfg.PollInterval, DefaultPollInterval),
 		wake:      make(chan struct{}, 1), stop: make(chan struct{}), jobs: make(chan *Delivery),
-		calls: map[string]*call{}}
+		calls: map[string]tracked{}, busy: map[string]bool{}}
 	if d.policy.schedule == nil {
 		d.policy.schedule = defaultRetrySchedule
 	}
@@ -372,7 +379,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, to Enqueuer, track bool, even
 		c = &call{pending: len(all), done: make(chan struct{})}
 		d.mu.Lock()
 		for _, dl := range all {
-			d.calls[dl.ID] = c
+			d.calls[dl.ID] = tracked{c, dl.Target}
 		}
 		d.mu.Unlock()
 	}
@@ -470,49 +477,95 @@ func (d *Dispatcher) purge(key string) {
 // doneLocked counts a delivery that is delivered, dead or dropped for
 // Flush. It requires d.mu held.
 func (d *Dispatcher) doneLocked(id string) {
-	c := d.calls[id]
-	if c == nil {
+	tr, ok := d.calls[id]
+	if !ok {
 		if d.reviving > 0 {
 			d.early[id] = true // perhaps revived by a Redeliver whose ids are not known yet
 		}
 		return
 	}
 	delete(d.calls, id)
-	if c.pending--; c.pending == 0 {
-		close(c.done)
+	if tr.call.pending--; tr.call.pending == 0 {
+		close(tr.call.done)
 	}
 }
 
 // Flush waits until every delivery accepted (or redelivered) by this
 // Dispatcher before it was called is delivered, dead or dropped (its
 // registration deleted), chunk delays and retries included, or until ctx
-// is done. Deliveries of DispatchTo, and of other replicas, are not
-// waited for. Once Close is called it returns ErrClosed if deliveries are
-// still pending: nothing will send them.
+// is done, whichever replica sends them: those that others finish it
+// learns from the Queue every PollInterval. Deliveries of DispatchTo, and
+// those other replicas accepted, are not waited for. Once Close is called
+// it returns ErrClosed if deliveries are still pending: nothing here will
+// send them.
 func (d *Dispatcher) Flush(ctx context.Context) error {
 	d.mu.Lock()
 	seen := map[*call]bool{}
 	var waits []chan struct{}
-	for _, c := range d.calls {
-		if !seen[c] {
-			seen[c] = true
-			waits = append(waits, c.done)
+	for _, tr := range d.calls {
+		if !seen[tr.call] {
+			seen[tr.call] = true
+			waits = append(waits, tr.call.done)
 		}
 	}
 	d.mu.Unlock()
+	// Real time, whatever the Clock: how often to ask is not a matter of
+	// the deliveries' schedule.
+	tick := time.NewTicker(d.poll)
+	defer tick.Stop()
 	for _, w := range waits {
-		select {
-		case <-w:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-d.stop:
+		for waiting := true; waiting; {
 			select {
 			case <-w:
-			default:
-				return ErrClosed // nothing will deliver them now: they stay in the Queue
+				waiting = false
+			case <-tick.C:
+				if err := d.askQueue(ctx); err != nil {
+					return err
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-d.stop:
+				select {
+				case <-w:
+					waiting = false
+				default:
+					return ErrClosed // nothing here will deliver them now: they stay in the Queue
+				}
 			}
 		}
 	}
+	return nil
+}
+
+// askQueue counts as done the deliveries of Dispatch calls that the Queue
+// no longer holds as pending: another replica finished them.
+func (d *Dispatcher) askQueue(ctx context.Context) error {
+	d.mu.Lock()
+	ids := make([]string, 0, len(d.calls))
+	for id := range d.calls {
+		if !d.busy[id] {
+			ids = append(ids, id)
+		}
+	}
+	d.mu.Unlock()
+	if len(ids) == 0 {
+		return nil
+	}
+	pending, err := d.queue.Pending(ctx, ids...)
+	if err != nil {
+		return fmt.Errorf("webhook: asking the queue what is pending: %w", err)
+	}
+	still := make(map[string]bool, len(pending))
+	for _, id := range pending {
+		still[id] = true
+	}
+	d.mu.Lock()
+	for _, id := range ids {
+		if !still[id] && !d.busy[id] {
+			d.doneLocked(id)
+		}
+	}
+	d.mu.Unlock()
 	return nil
 }
 
@@ -556,7 +609,7 @@ func (d *Dispatcher) Redeliver(ctx context.Context, space, webhookID, deliveryID
 	c := &call{done: make(chan struct{})}
 	for _, id := range ids {
 		if !d.early[id] {
-			d.calls[id] = c
+			d.calls[id] = tracked{c, reg.key}
 			c.pending++
 		}
 	}

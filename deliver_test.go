@@ -78,7 +78,7 @@ func TestDispatchDropsWaitingChunksOfADeletedRegistration(t *testing.T) {
 	require.NoError(t, d.Dispatch(ctx, Event{Name: "Task.Create", Data: account}, Event{Name: "Task.Update", Data: account}))
 	require.Equal(t, "Task.Create", decodeItems(t, rcv.next(t).Body)[0].Event, "chunk 0 goes at once")
 
-	require.NoError(t, r.Delete(ctx, w.ID))
+	require.NoError(t, r.Delete(ctx, "", w.ID))
 	clock.Advance(time.Minute)
 	require.NoError(t, d.Flush(ctx))
 	require.Empty(t, rcv.drain(), "chunk 1 of a deleted registration is not sent")
@@ -199,7 +199,7 @@ func TestCloseLetsInFlightFinishKeepsPendingAndLeavesNoGoroutine(t *testing.T) {
 	ctx := context.Background()
 	slow, entered, release := blockingReceiver(t)
 	clock := newFakeClock()
-	q := NewMemoryQueue(0)
+	q := NewMemoryQueue(QueueLimits{})
 	r := newTestRegistry()
 	mustCreate(t, r, Webhook{URL: slow.URL, Events: []string{"*"}, Options: Options{ChunkSize: 1, ChunkDelay: 10}})
 	tr := NewHTTPTransport(HTTPConfig{AddressPolicy: loopback})
@@ -226,7 +226,7 @@ func TestCloseLetsInFlightFinishKeepsPendingAndLeavesNoGoroutine(t *testing.T) {
 	require.NoError(t, a[0].Err, "the request in flight finished")
 	require.Equal(t, []string{"now"}, a[0].EventIDs)
 	// The delayed chunk was not due: it stays in the Queue, as it was.
-	pending, err := q.Claim(ctx, clock.Now().Add(10*time.Second), 10, time.Minute, nil)
+	pending, err := q.Claim(ctx, clock.Now().Add(10*time.Second), 10, time.Minute, 1)
 	require.NoError(t, err)
 	require.Len(t, pending, 1)
 	require.Equal(t, []string{"later"}, pending[0].EventIDs)
@@ -251,7 +251,7 @@ func waitClosed(d *Dispatcher, ctx context.Context) error {
 func TestCloseCancelsInFlightWhenItsContextEnds(t *testing.T) {
 	slow, entered, _ := blockingReceiver(t)
 	clock := newFakeClock()
-	q := NewMemoryQueue(0)
+	q := NewMemoryQueue(QueueLimits{})
 	r := newTestRegistry()
 	mustCreate(t, r, Webhook{URL: slow.URL, Events: []string{"*"}})
 	tr := NewHTTPTransport(HTTPConfig{AddressPolicy: loopback})
@@ -275,7 +275,7 @@ func TestCloseCancelsInFlightWhenItsContextEnds(t *testing.T) {
 	require.False(t, a[0].Dead)
 	// Nothing accepted is lost: the cancelled attempt does not count, and
 	// the delivery waits in the Queue for the next Dispatcher.
-	pending, err := q.Claim(context.Background(), clock.Now(), 10, time.Minute, nil)
+	pending, err := q.Claim(context.Background(), clock.Now(), 10, time.Minute, 1)
 	require.NoError(t, err)
 	require.Len(t, pending, 1)
 	require.Equal(t, []string{"stuck"}, pending[0].EventIDs)
@@ -409,9 +409,9 @@ func BenchmarkDeliveryAttempt(b *testing.B) {
 		ctx := context.Background()
 		r := newTestRegistry()
 		hook := mustCreate(b, r, Webhook{URL: srv.URL, Events: []string{"*"}, Signature: testSignature})
-		q := NewMemoryQueue(0)
+		q := NewMemoryQueue(QueueLimits{})
 		d := newTestDispatcher(b, r, Config{Transport: tr, Queue: q, Signature: format})
-		dl := &Delivery{ID: newUUID(), WebhookID: hook.ID, EventIDs: []string{"ev-1"}, Body: body}
+		dl := &Delivery{ID: newUUID(), WebhookID: hook.ID, Target: r.byID[spaceID{"", hook.ID}].key, EventIDs: []string{"ev-1"}, Body: body}
 		b.SetBytes(int64(len(body)))
 		b.ReportAllocs()
 		for b.Loop() {
@@ -420,11 +420,14 @@ func BenchmarkDeliveryAttempt(b *testing.B) {
 			if err := q.Enqueue(ctx, dl); err != nil {
 				b.Fatal(err)
 			}
-			claimed, err := q.Claim(ctx, time.Now(), 1, lease, nil)
+			claimed, err := q.Claim(ctx, time.Now(), 1, DefaultLease, 1)
 			if err != nil || len(claimed) != 1 {
 				b.Fatal(err, len(claimed))
 			}
-			d.attempt(claimed[0])
+			f := d.attempt(claimed[0])
+			if _, err := q.Settle(ctx, time.Now(), f.outcome); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 	b.Run("attempt-http", func(b *testing.B) {

@@ -19,39 +19,58 @@ import (
 
 func ExampleRegistry() {
 	ctx := context.Background()
-	reg := webhook.NewRegistry()
-
-	// A registration as Pipeliner's API receives it.
-	var w webhook.Webhook
-	err := json.Unmarshal([]byte(`{
-		"url": "https://example.com/hooks",
-		"events": ["Opportunity.Update"],
-		"options": {"entity": {"Opportunity": {"on-field-change": ["value", "closing_date"]}}}
-	}`), &w)
+	reg, err := webhook.NewRegistry(ctx, webhook.RegistryConfig{})
 	if err != nil {
 		panic(err)
 	}
-	w.Space = "team-1" // the tenant comes from the API call, never from the body
-	hook, err := reg.Create(ctx, w)
+	// Every call names the team space, which comes from the API call,
+	// never from a body.
+	hook, err := reg.Create(ctx, "team-1", webhook.Webhook{
+		URL:    "https://example.com/hooks",
+		Events: []string{"Opportunity.Update"},
+		Options: webhook.Options{Entity: map[string]webhook.EntityOptions{
+			"Opportunity": {OnFieldChange: []string{"value", "closing_date"}},
+		}},
+	})
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(hook.Events, hook.Options.Entity["Opportunity"].OnFieldChange)
+	fmt.Println(hook.Space, hook.Events, hook.Options.Entity["Opportunity"].OnFieldChange)
 
-	// A bad registration says which field is wrong and why.
-	_, err = reg.Create(ctx, webhook.Webhook{URL: "https://example.com/hooks", Events: []string{"Account.Explode"}})
-	fmt.Println(err)
-	var fe *webhook.FieldError
-	fmt.Println(errors.Is(err, webhook.ErrInvalid), errors.As(err, &fe) && fe.Field == "events[0]")
+	// Another space's id is one that does not exist.
+	_, err = reg.Get(ctx, "team-2", hook.ID)
+	fmt.Println(errors.Is(err, webhook.ErrNotFound))
+
+	// A Patch changes what it gives and keeps the rest.
+	url := "https://example.com/hooks/v2"
+	hook, err = reg.Update(ctx, "team-1", hook.ID, webhook.Patch{URL: &url})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(hook.URL, hook.Events)
+
+	// A bad registration says which fields are wrong and why, all at once.
+	_, err = reg.Create(ctx, "team-1", webhook.Webhook{URL: "ftp://example.com/hooks", Events: []string{"Account.Explode"}})
+	var fes webhook.FieldErrors
+	fmt.Println(errors.Is(err, webhook.ErrInvalid), errors.As(err, &fes))
+	for _, fe := range fes {
+		fmt.Println(fe.Field)
+	}
 	// Output:
-	// [Opportunity.Update] [value closing_date]
-	// webhook: invalid events[0]: "Account.Explode" is not in the event catalogue
+	// team-1 [Opportunity.Update] [value closing_date]
+	// true
+	// https://example.com/hooks/v2 [Opportunity.Update]
 	// true true
+	// events[0]
+	// url
 }
 
 func ExampleMatcher() {
 	ctx := context.Background()
-	reg := webhook.NewRegistry()
+	reg, err := webhook.NewRegistry(ctx, webhook.RegistryConfig{})
+	if err != nil {
+		panic(err)
+	}
 	for _, w := range []webhook.Webhook{
 		{URL: "https://example.com/all-opportunities", Events: []string{"Opportunity.*"}},
 		{URL: "https://example.com/open-opportunities", Events: []string{"Opportunity.Update"},
@@ -61,7 +80,7 @@ func ExampleMatcher() {
 			}}}},
 		{URL: "https://example.com/other-tenant", Events: []string{"*"}, Space: "team-2"},
 	} {
-		if _, err := reg.Create(ctx, w); err != nil {
+		if _, err := reg.Create(ctx, w.Space, w); err != nil {
 			panic(err)
 		}
 	}
@@ -87,8 +106,11 @@ func ExampleMatcher() {
 
 func ExampleDispatcher() {
 	ctx := context.Background()
-	reg := webhook.NewRegistry()
-	_, err := reg.Create(ctx, webhook.Webhook{
+	reg, err := webhook.NewRegistry(ctx, webhook.RegistryConfig{})
+	if err != nil {
+		panic(err)
+	}
+	_, err = reg.Create(ctx, "", webhook.Webhook{
 		URL:    "https://example.com/hooks",
 		Events: []string{"Contact.Create"},
 		Options: webhook.Options{Entity: map[string]webhook.EntityOptions{
@@ -191,8 +213,11 @@ func ExampleVerifyStandard() {
 
 func ExampleDispatcher_Redeliver() {
 	ctx := context.Background()
-	reg := webhook.NewRegistry()
-	hook, err := reg.Create(ctx, webhook.Webhook{URL: "https://example.com/hooks", Events: []string{"Task.*"}})
+	reg, err := webhook.NewRegistry(ctx, webhook.RegistryConfig{})
+	if err != nil {
+		panic(err)
+	}
+	hook, err := reg.Create(ctx, "", webhook.Webhook{URL: "https://example.com/hooks", Events: []string{"Task.*"}})
 	if err != nil {
 		panic(err)
 	}
@@ -217,11 +242,11 @@ func ExampleDispatcher_Redeliver() {
 	d.Flush(ctx)
 
 	// Without retries left, the delivery is dead: kept, and listed.
-	dead, _ := d.Dead(ctx, hook.ID)
+	dead, _ := d.Dead(ctx, "", hook.ID)
 	fmt.Println(len(dead), dead[0].EventIDs, dead[0].LastError)
 
 	up.Store(true)
-	n, _ := d.Redeliver(ctx, hook.ID, "") // all of the registration's
+	n, _ := d.Redeliver(ctx, "", hook.ID, "") // all of the registration's
 	d.Flush(ctx)
 	fmt.Println(n, len(rec.Requests()), rec.Requests()[0].Header.Get(webhook.HeaderID) == dead[0].ID)
 	// Output:

@@ -126,22 +126,24 @@ func TestFaultInjection(t *testing.T) {
 	rcv := newFaultyReceiver(t, internal.URL)
 
 	policy := AddressPolicy{AllowedPrefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
-	r := NewRegistry()
-	r.Addresses = policy
-	_, err = r.Create(ctx, Webhook{URL: internal.URL + "/steal", Events: []string{"*"}})
+	r := newRegistry(RegistryConfig{Addresses: policy})
+	_, err = r.Create(ctx, "", Webhook{URL: internal.URL + "/steal", Events: []string{"*"}})
 	require.ErrorIs(t, err, ErrRefusedAddress, "the internal address cannot even be registered")
 	hooks := map[string]Webhook{}
 	for path := range faults {
 		hooks[path] = mustCreate(t, r, Webhook{URL: rcv.URL + path, Events: []string{"Task.*"}, Signature: testSignature})
 	}
 
-	tr := NewHTTPTransport(HTTPConfig{AddressPolicy: policy, Timeout: 100 * time.Millisecond})
+	// The timeout is what a hang costs; it leaves a loaded machine, with
+	// the race detector on, time to answer the rest.
+	tr := NewHTTPTransport(HTTPConfig{AddressPolicy: policy, Timeout: 250 * time.Millisecond})
 	t.Cleanup(func() { tr.Close() })
 	var attempts, dead atomic.Int64
 	var deliveries sync.Map
 	d := newTestDispatcher(t, r, Config{Transport: tr, Logger: quietLogger(), MaxInFlight: 4,
-		RetrySchedule: []time.Duration{time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond,
-			10 * time.Millisecond, 10 * time.Millisecond},
+		// Enough retries that no live delivery dies, however slow a
+		// machine makes an answer.
+		RetrySchedule: slices.Repeat([]time.Duration{time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond}, 5),
 		MaxRetryAfter: 10 * time.Millisecond,
 		Observer: func(a Attempt) {
 			attempts.Add(1)
@@ -180,10 +182,10 @@ func TestFaultInjection(t *testing.T) {
 		}
 	}
 	require.Empty(t, rcv.received["/gone"])
-	gone, err := r.Get(ctx, hooks["/gone"].ID)
+	gone, err := r.Get(ctx, "", hooks["/gone"].ID)
 	require.NoError(t, err)
 	require.NotNil(t, gone.Disabled, "the 410 receiver is disabled")
-	goneDead, err := d.Dead(ctx, gone.ID)
+	goneDead, err := d.Dead(ctx, "", gone.ID)
 	require.NoError(t, err)
 	// Deliveries accepted before it was disabled are kept, dead, for a
 	// replay; later events no longer match it.
@@ -199,7 +201,7 @@ func TestFaultInjection(t *testing.T) {
 	require.Zero(t, stolen.Load(), "nothing reaches the internal address")
 	for path := range faults {
 		if path != "/gone" {
-			h, err := r.Get(ctx, hooks[path].ID)
+			h, err := r.Get(ctx, "", hooks[path].ID)
 			require.NoError(t, err)
 			require.Nil(t, h.Disabled, path)
 		}

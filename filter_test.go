@@ -470,7 +470,7 @@ func TestFilterRegistrationRejections(t *testing.T) {
 				entity = "Opportunity"
 			}
 			r := newTestRegistry()
-			_, err := r.Create(ctx, Webhook{URL: filterHookURL, Events: []string{"*"},
+			_, err := r.Create(ctx, "", Webhook{URL: filterHookURL, Events: []string{"*"},
 				Options: Options{Entity: map[string]EntityOptions{entity: tc.opts}}})
 			list, lerr := r.List(ctx, "")
 			require.NoError(t, lerr)
@@ -832,7 +832,7 @@ func BenchmarkMatchFiltered(b *testing.B) {
 			w.Events = []string{"Opportunity.Update"}
 			w.Options.Entity = map[string]EntityOptions{"Opportunity": filterBenchOptions}
 		}
-		_, err := r.Create(ctx, w)
+		_, err := r.Create(ctx, w.Space, w)
 		require.NoError(b, err)
 	}
 	m := NewMatcher(r)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -119,8 +120,11 @@ type fakeTimer struct {
 }
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 11, 26, 10, 15, 0, 123456000, time.UTC)}
+	return clockAt(time.Date(2026, 11, 26, 10, 15, 0, 123456000, time.UTC))
 }
+
+// clockAt returns a fake clock that reads t until a test advances it.
+func clockAt(t time.Time) *fakeClock { return &fakeClock{now: t} }
 
 func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
@@ -176,9 +180,10 @@ func (c *fakeClock) armed() int {
 	return n
 }
 
+// mustCreate creates w in w.Space.
 func mustCreate(t testing.TB, r *Registry, w Webhook) Webhook {
 	t.Helper()
-	got, err := r.Create(context.Background(), w)
+	got, err := r.Create(context.Background(), w.Space, w)
 	require.NoError(t, err)
 	return got
 }
@@ -189,9 +194,15 @@ var loopback = AddressPolicy{AllowedPrefixes: []netip.Prefix{netip.MustParsePref
 
 // newTestRegistry returns a Registry that accepts the URLs of httptest
 // receivers.
-func newTestRegistry() *Registry {
-	r := NewRegistry()
-	r.Addresses = loopback
+func newTestRegistry() *Registry { return newRegistry(RegistryConfig{Addresses: loopback}) }
+
+// newRegistry returns a Registry without a Store, which NewRegistry
+// cannot refuse but for cfg.Events.
+func newRegistry(cfg RegistryConfig) *Registry {
+	r, err := NewRegistry(context.Background(), cfg)
+	if err != nil {
+		panic(err)
+	}
 	return r
 }
 
@@ -222,6 +233,21 @@ func dispatch(t testing.TB, d *Dispatcher, events ...Event) {
 	defer cancel()
 	require.NoError(t, d.Dispatch(ctx, events...))
 	require.NoError(t, d.Flush(ctx))
+}
+
+// waitSettled waits until q has no leased delivery: the Dispatcher has
+// recorded the outcome of every attempt it made.
+func waitSettled(t testing.TB, q *MemoryQueue) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; runtime.Gosched() {
+		q.mu.Lock()
+		n := len(q.leases)
+		q.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		require.True(t, time.Now().Before(deadline), "%d deliveries still leased", n)
+	}
 }
 
 // matchURLs returns the URLs of the registrations e fires, in order.

@@ -148,12 +148,12 @@ func TestMatchSeesRegistryChanges(t *testing.T) {
 	require.Empty(t, matchURLs(t, m, ev))
 
 	w.Events = []string{"Account.Update"}
-	_, err := r.Update(ctx, w)
+	_, err := r.Update(ctx, "", w.ID, replace(w))
 	require.NoError(t, err)
 	require.Equal(t, []string{"https://example.com/a"}, matchURLs(t, m, ev))
 	require.Empty(t, matchURLs(t, m, Event{Name: "Account.Create", Data: account}))
 
-	require.NoError(t, r.Delete(ctx, w.ID))
+	require.NoError(t, r.Delete(ctx, "", w.ID))
 	require.Empty(t, matchURLs(t, m, ev))
 }
 
@@ -185,7 +185,7 @@ func matchBench(b *testing.B, n int) (*Registry, []*registration) {
 			events = []string{ent + ".*"}
 		}
 		w := mustCreate(b, r, Webhook{Space: fmt.Sprintf("space-%d", i/len(entities)), URL: "https://example.com/h", Events: events})
-		all = append(all, r.byID[w.ID])
+		all = append(all, r.byID[spaceID{w.Space, w.ID}])
 	}
 	return r, all
 }
@@ -244,7 +244,7 @@ func BenchmarkRegistryUpdate(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := r.Update(ctx, w); err != nil {
+				if _, err := r.Update(ctx, w.Space, w.ID, replace(w)); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -293,6 +293,7 @@ func TestIndexedMatchAgreesWithTryingEveryRegistration(t *testing.T) {
 	for i := range 400 {
 		ids = append(ids, mustCreate(t, r, newWebhook(i)).ID)
 	}
+	spaceOf := func(i int) string { return fmt.Sprint(i % 3) }
 	recordValue := func() string {
 		switch rng.IntN(4) {
 		case 0:
@@ -341,14 +342,14 @@ func TestIndexedMatchAgreesWithTryingEveryRegistration(t *testing.T) {
 	for i, id := range ids {
 		switch rng.IntN(4) {
 		case 0:
-			require.NoError(t, r.Delete(ctx, id))
+			require.NoError(t, r.Delete(ctx, spaceOf(i), id))
 		case 1:
-			w := newWebhook(400 + i)
-			w.ID, w.Space = id, ""
-			_, err := r.Update(ctx, w)
+			_, err := r.Update(ctx, spaceOf(i), id, replace(newWebhook(400+i)))
 			require.NoError(t, err)
 		case 2:
-			require.NotNil(t, r.disable(id, "gone", time.Now()))
+			dis, err := r.disable(ctx, r.byID[spaceID{spaceOf(i), id}].key, "gone", time.Now())
+			require.NoError(t, err)
+			require.NotNil(t, dis)
 		}
 	}
 	check()

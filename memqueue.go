@@ -33,8 +33,8 @@ type MemoryQueue struct {
 	limits QueueLimits // zero fields mean the defaults
 
 	mu      sync.Mutex
-	seq     uint64 // the last enqueue order given out
-	held    int    // pending deliveries, leased ones included
+	seq     uint64              // the last enqueue order given out
+	held    int                 // pending deliveries, leased ones included
 	entries map[string]*queued  // every delivery held, by ID
 	targets map[string]*targetQ // targets that hold a delivery, a pause or failures
 	spaces  map[string]*spaceQ  // spaces that have a pending delivery, leased or not
@@ -116,8 +116,8 @@ type spaceQ struct {
 	leased  int
 	targets int               // in MemoryQueue.targets; the space goes with the last
 	ready   minHeap[*targetQ] // targets with a pending delivery not paused, by their earliest
-	inDue  bool              // in MemoryQueue.due rather than later: which order before uses
-	index  int               // in due or later; -1 in neither
+	inDue   bool              // in MemoryQueue.due rather than later: which order before uses
+	index   int               // in due or later; -1 in neither
 }
 
 func (s *spaceQ) before(o *spaceQ) bool {
@@ -412,6 +412,22 @@ func (q *MemoryQueue) Purge(ctx context.Context, target string) error {
 	}
 	q.forget(t)
 	return nil
+}
+
+// Pending returns those of ids that q holds as pending, leased or not.
+func (q *MemoryQueue) Pending(ctx context.Context, ids ...string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []string
+	for _, id := range ids {
+		if e := q.entries[id]; e != nil && e.state != stateDead {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 // NextDue reports when Claim may next return something, as the Queue

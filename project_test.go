@@ -760,7 +760,7 @@ func TestProjectOptionsRefusedAtRegistration(t *testing.T) {
 				require.NoError(t, json.Unmarshal([]byte(tt.json), &opts))
 			}
 			r := newTestRegistry()
-			_, err := r.Create(context.Background(), Webhook{URL: "https://example.com/hooks",
+			_, err := r.Create(context.Background(), "", Webhook{URL: "https://example.com/hooks",
 				Events: []string{"Contact.*"}, Options: opts})
 			require.ErrorIs(t, err, ErrInvalid)
 			var fe *FieldError
@@ -993,7 +993,7 @@ func TestProjectExpanderCannotChangeTheRegistration(t *testing.T) {
 	d := newTestDispatcher(t, r, Config{Expander: scribble})
 	dispatch(t, d, Event{Name: "Contact.Create", Data: json.RawMessage(`{"id":"c1"}`)})
 	require.Len(t, rcv.drain(), 1)
-	got, err := r.Get(context.Background(), hook.ID)
+	got, err := r.Get(context.Background(), "", hook.ID)
 	require.NoError(t, err)
 	require.Equal(t, []string{"owner"}, got.Options.Entity["Contact"].Expand)
 }

@@ -180,6 +180,11 @@ type Queue interface {
 	// and its Health and pause: its registration was deleted.
 	Purge(ctx context.Context, target string) error
 
+	// Pending returns those of ids that the Queue holds as pending,
+	// leased or not, in any order: a Dispatcher's Flush learns from it
+	// which of its deliveries other processes finished.
+	Pending(ctx context.Context, ids ...string) ([]string, error)
+
 	// NextDue reports when Claim may next return something were no
 	// target at its perTarget limit: the earliest of the later of Due and
 	// the end of the target's pause, over the pending deliveries not

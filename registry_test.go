@@ -22,6 +22,11 @@ func validWebhook() Webhook {
 	return Webhook{URL: "https://example.com/hooks", Events: []string{"Account.Create"}}
 }
 
+// replace returns the Patch that sets every field of w.
+func replace(w Webhook) Patch {
+	return Patch{URL: &w.URL, Events: &w.Events, Options: &w.Options, InsecureSSL: &w.InsecureSSL, Signature: &w.Signature}
+}
+
 // requireFieldError checks that err is a validation error naming field.
 func requireFieldError(t *testing.T, err error, field string) {
 	t.Helper()
@@ -94,12 +99,12 @@ func TestRegistryCreateRejectsInvalidRegistrations(t *testing.T) {
 			kept := mustCreate(t, r, validWebhook())
 			w := validWebhook()
 			tt.change(&w)
-			_, err := r.Create(ctx, w)
+			_, err := r.Create(ctx, w.Space, w)
 			requireFieldError(t, err, tt.field)
 
 			// Update validates the same way, and a refusal keeps what was stored.
 			w.ID = kept.ID
-			_, err = r.Update(ctx, w)
+			_, err = r.Update(ctx, w.Space, w.ID, replace(w))
 			requireFieldError(t, err, tt.field)
 			list, err := r.List(ctx, "")
 			require.NoError(t, err)
@@ -123,10 +128,10 @@ func TestRegistryAcceptsChunkSizeBounds(t *testing.T) {
 func TestRegistryLifecycle(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 11, 26, 10, 0, 0, 700_000_000, time.UTC)
-	r := newTestRegistry()
-	r.Now = func() time.Time { return now }
+	clock := clockAt(now)
+	r := newRegistry(RegistryConfig{Addresses: loopback, Clock: clock})
 
-	created, err := r.Create(ctx, Webhook{Space: "team-1", URL: "https://example.com/a", Events: []string{"Account.Create"}})
+	created, err := r.Create(ctx, "team-1", Webhook{Space: "ignored", URL: "https://example.com/a", Events: []string{"Account.Create"}})
 	require.NoError(t, err)
 	require.True(t, isUUID(created.ID), "id %q", created.ID)
 	// Pipeliner's times have whole seconds; stored ones match what JSON gives back.
@@ -134,18 +139,15 @@ func TestRegistryLifecycle(t *testing.T) {
 	require.Equal(t, created.Created, created.Modified)
 	require.Equal(t, "team-1", created.Space)
 
-	got, err := r.Get(ctx, created.ID)
+	got, err := r.Get(ctx, "team-1", created.ID)
 	require.NoError(t, err)
 	if d := cmp.Diff(created, got); d != "" {
 		t.Fatalf("Get (-created +got):\n%s", d)
 	}
 
-	now = now.Add(time.Hour)
-	upd := got
-	upd.URL = "https://example.com/b"
-	upd.Space = "" // keeps the space
-	upd.Created = time.Time{}
-	updated, err := r.Update(ctx, upd)
+	clock.Advance(time.Hour)
+	url := "https://example.com/b"
+	updated, err := r.Update(ctx, "team-1", created.ID, Patch{URL: &url})
 	require.NoError(t, err)
 	require.Equal(t, "https://example.com/b", updated.URL)
 	require.Equal(t, "team-1", updated.Space)
@@ -160,8 +162,8 @@ func TestRegistryLifecycle(t *testing.T) {
 		t.Fatalf("List in creation order (-want +got):\n%s", d)
 	}
 
-	require.NoError(t, r.Delete(ctx, created.ID))
-	_, err = r.Get(ctx, created.ID)
+	require.NoError(t, r.Delete(ctx, "team-1", created.ID))
+	_, err = r.Get(ctx, "team-1", created.ID)
 	require.ErrorIs(t, err, ErrNotFound)
 	list, err = r.List(ctx, "team-1")
 	require.NoError(t, err)
@@ -172,37 +174,14 @@ func TestRegistryUnknownIDIsNotFound(t *testing.T) {
 	ctx := context.Background()
 	r := newTestRegistry()
 	const id = "0b8a3e4c-2f1d-4c6e-9a7b-5d3c2e1f0a9b"
-	_, err := r.Get(ctx, id)
+	_, err := r.Get(ctx, "", id)
 	require.ErrorIs(t, err, ErrNotFound)
 	w := validWebhook()
 	w.ID = id
-	_, err = r.Update(ctx, w)
+	_, err = r.Update(ctx, w.Space, w.ID, replace(w))
 	require.ErrorIs(t, err, ErrNotFound)
-	require.ErrorIs(t, r.Delete(ctx, id), ErrNotFound)
+	require.ErrorIs(t, r.Delete(ctx, "", id), ErrNotFound)
 	require.False(t, errors.Is(err, ErrInvalid))
-}
-
-func TestRegistryUpdateNeverMovesSpace(t *testing.T) {
-	ctx := context.Background()
-	r := newTestRegistry()
-	w := validWebhook()
-	w.Space = "team-1"
-	stored := mustCreate(t, r, w)
-
-	moved := stored
-	moved.Space = "team-2"
-	moved.URL = "https://evil.example/"
-	_, err := r.Update(ctx, moved)
-	requireFieldError(t, err, "space")
-
-	got, err := r.Get(ctx, stored.ID)
-	require.NoError(t, err)
-	require.Equal(t, stored, got, "a refused update changes nothing")
-
-	same := stored
-	same.URL = "https://example.com/new"
-	_, err = r.Update(ctx, same)
-	require.NoError(t, err)
 }
 
 func TestRegistryKeepsItsOwnCopies(t *testing.T) {
@@ -218,11 +197,11 @@ func TestRegistryKeepsItsOwnCopies(t *testing.T) {
 	w.Events[0] = "Contact.Delete"
 	w.Options.Entity["Contact"].LoadOnly[0] = "name"
 	w.Options.Entity["Contact"].Filter["email1"][1] = 'X'
-	got, err := r.Get(ctx, stored.ID)
+	got, err := r.Get(ctx, "", stored.ID)
 	require.NoError(t, err)
 	got.Options.Entity["Contact"] = EntityOptions{}
 
-	again, err := r.Get(ctx, stored.ID)
+	again, err := r.Get(ctx, "", stored.ID)
 	require.NoError(t, err)
 	require.Equal(t, []string{"Contact.Create"}, again.Events)
 	require.Equal(t, []string{"id"}, again.Options.Entity["Contact"].LoadOnly)
@@ -241,11 +220,11 @@ func TestRegistryCreateKeepsAGivenIDForRestores(t *testing.T) {
 	require.Equal(t, w.Created, got.Created)
 	require.Equal(t, w.Modified, got.Modified)
 
-	_, err := r.Create(ctx, w)
+	_, err := r.Create(ctx, w.Space, w)
 	requireFieldError(t, err, "id")
 
 	w.ID = "42"
-	_, err = r.Create(ctx, w)
+	_, err = r.Create(ctx, w.Space, w)
 	requireFieldError(t, err, "id")
 }
 
@@ -259,34 +238,30 @@ func TestRegistryCatalogueIsPipelinersByDefault(t *testing.T) {
 	for _, name := range names {
 		w := validWebhook()
 		w.Events = []string{name}
-		_, err := r.Create(context.Background(), w)
+		_, err := r.Create(context.Background(), w.Space, w)
 		require.NoError(t, err, name)
 	}
 }
 
-func TestRegistryAddEventsExtendsTheCatalogue(t *testing.T) {
+func TestRegistryConfigEventsExtendTheCatalogue(t *testing.T) {
 	ctx := context.Background()
-	r := newTestRegistry()
 	w := validWebhook()
 	w.Events = []string{"Invoice.Paid"}
-	_, err := r.Create(ctx, w)
+	_, err := newTestRegistry().Create(ctx, "", w)
 	requireFieldError(t, err, "events[0]")
 
-	// A malformed name refuses the whole call.
-	requireFieldError(t, r.AddEvents("Invoice.Paid", "Invoice"), "events[1]")
-	_, err = r.Create(ctx, w)
-	requireFieldError(t, err, "events[0]")
+	// Malformed names refuse the Registry, every one of them named.
+	_, err = NewRegistry(ctx, RegistryConfig{Events: []string{"Invoice.Paid", "Invoice", "Invoice.Pa id"}})
+	var fes FieldErrors
+	require.ErrorAs(t, err, &fes)
+	require.Equal(t, []string{"events[1]", "events[2]"}, []string{fes[0].Field, fes[1].Field})
 
-	require.NoError(t, r.AddEvents("Invoice.Create", "Invoice.Paid", "Account.Merged"))
+	r := newRegistry(RegistryConfig{Events: []string{"Invoice.Create", "Invoice.Paid", "Account.Merged"}})
 	for _, events := range [][]string{{"Invoice.Paid"}, {"Invoice.*"}, {"Account.Merged"}} {
 		w.Events = events
-		_, err := r.Create(ctx, w)
+		_, err := r.Create(ctx, "", w)
 		require.NoError(t, err, "%v", events)
 	}
-	// Another registry keeps Pipeliner's catalogue.
-	w.Events = []string{"Invoice.Paid"}
-	_, err = newTestRegistry().Create(ctx, w)
-	requireFieldError(t, err, "events[0]")
 }
 
 func TestRegistryIsSafeForSimultaneousUse(t *testing.T) {
@@ -302,17 +277,17 @@ func TestRegistryIsSafeForSimultaneousUse(t *testing.T) {
 			for i := range each {
 				w := validWebhook()
 				w.URL = fmt.Sprintf("https://example.com/%d/%d", g, i)
-				got, err := r.Create(ctx, w)
+				got, err := r.Create(ctx, w.Space, w)
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				got.Events = []string{"Account.*"}
-				if _, err := r.Update(ctx, got); err != nil {
+				events := []string{"Account.*"}
+				if _, err := r.Update(ctx, "", got.ID, Patch{Events: &events}); err != nil {
 					t.Error(err)
 				}
 				if i%2 == 0 {
-					if err := r.Delete(ctx, got.ID); err != nil {
+					if err := r.Delete(ctx, "", got.ID); err != nil {
 						t.Error(err)
 					}
 				}
@@ -342,7 +317,7 @@ func TestRegistryIsSafeForSimultaneousUse(t *testing.T) {
 func TestRegistryHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := newTestRegistry().Create(ctx, validWebhook())
+	_, err := newTestRegistry().Create(ctx, "", validWebhook())
 	require.ErrorIs(t, err, context.Canceled)
 }
 
@@ -358,30 +333,29 @@ func TestRegistryRefusesInternalURLsWhenThePolicyIsOn(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
-			r := NewRegistry() // the policy is on by default
-			_, err := r.Create(ctx, Webhook{URL: tt.url, Events: []string{"*"}})
+			r := newRegistry(RegistryConfig{}) // the policy is on by default
+			_, err := r.Create(ctx, "", Webhook{URL: tt.url, Events: []string{"*"}})
 			requireFieldError(t, err, "url")
 			require.ErrorIs(t, err, ErrRefusedAddress)
 			require.ErrorContains(t, err, tt.reason)
 			require.Empty(t, mustList(t, r))
 
-			open := NewRegistry()
-			open.Addresses = AddressPolicy{AllowPrivateNetworks: true}
+			open := newRegistry(RegistryConfig{Addresses: AddressPolicy{AllowPrivateNetworks: true}})
 			mustCreate(t, open, Webhook{URL: tt.url, Events: []string{"*"}})
 		})
 	}
 	t.Run("an Update to an internal URL keeps the registration as it was", func(t *testing.T) {
-		r := NewRegistry()
+		r := newRegistry(RegistryConfig{})
 		w := mustCreate(t, r, Webhook{URL: "https://hooks.example.com/", Events: []string{"*"}})
 		w.URL = "http://127.0.0.1:9000/admin"
-		_, err := r.Update(ctx, w)
+		_, err := r.Update(ctx, w.Space, w.ID, replace(w))
 		require.ErrorIs(t, err, ErrRefusedAddress)
-		got, err := r.Get(ctx, w.ID)
+		got, err := r.Get(ctx, "", w.ID)
 		require.NoError(t, err)
 		require.Equal(t, "https://hooks.example.com/", got.URL)
 	})
 	t.Run("names are checked when dialling, not here", func(t *testing.T) {
-		mustCreate(t, NewRegistry(), Webhook{URL: "https://hooks.example.com/", Events: []string{"*"}})
+		mustCreate(t, newRegistry(RegistryConfig{}), Webhook{URL: "https://hooks.example.com/", Events: []string{"*"}})
 	})
 }
 
@@ -404,7 +378,7 @@ func TestDisabledSurvivesJSONAndCreateButNotUpdate(t *testing.T) {
 	require.Len(t, listed, 1, "but is listed")
 	require.NotNil(t, listed[0].Disabled)
 
-	updated, err := r.Update(ctx, restored)
+	updated, err := r.Update(ctx, "", restored.ID, Patch{})
 	require.NoError(t, err)
 	require.Nil(t, updated.Disabled, "an Update enables it again")
 	require.Equal(t, []string{w.URL}, matchURLs(t, NewMatcher(r), Event{Name: "Task.Create", Data: account}))
@@ -444,7 +418,7 @@ func TestRegistryGivesBackTheOptionsItWasGiven(t *testing.T) {
 	w.Events = []string{"Contact.*", "CustomEntity.*"}
 	w.Options = oddOptions()
 	stored := mustCreate(t, r, w)
-	require.Zero(t, r.byID[stored.ID].hook.Options, "the options are kept as JSON only")
+	require.Zero(t, r.byID[spaceID{"", stored.ID}].hook.Options, "the options are kept as JSON only")
 
 	// Filter values come back as JSON writes them, compact and with <, >, &
 	// and U+2028 escaped, so that a round trip through JSON leaves them as
@@ -456,7 +430,7 @@ func TestRegistryGivesBackTheOptionsItWasGiven(t *testing.T) {
 		want.Entity["Contact"].Filter[path] = b
 	}
 	require.Equal(t, `["a\u003cb\u003e\u0026c@example.com","\u00e9","\u2028"]`, string(want.Entity["Contact"].Filter["email1"]))
-	for _, got := range []Webhook{stored, mustGet(t, r, stored.ID), mustList(t, r)[0]} {
+	for _, got := range []Webhook{stored, mustGet(t, r, "", stored.ID), mustList(t, r)[0]} {
 		if d := cmp.Diff(want, got.Options); d != "" {
 			t.Fatalf("options (-given +got):\n%s", d)
 		}
@@ -470,17 +444,17 @@ func TestRegistryGivesBackTheOptionsItWasGiven(t *testing.T) {
 
 	// What Update stores is what it returns, too.
 	stored.Options.Entity["Contact"].Filter["email1"] = json.RawMessage(`"x"`)
-	updated, err := r.Update(ctx, stored)
+	updated, err := r.Update(ctx, "", stored.ID, replace(stored))
 	require.NoError(t, err)
-	if d := cmp.Diff(updated, mustGet(t, r, stored.ID)); d != "" {
+	if d := cmp.Diff(updated, mustGet(t, r, "", stored.ID)); d != "" {
 		t.Fatalf("Get after Update (-updated +got):\n%s", d)
 	}
 	require.Equal(t, `"x"`, string(updated.Options.Entity["Contact"].Filter["email1"]))
 }
 
-func mustGet(t *testing.T, r *Registry, id string) Webhook {
+func mustGet(t *testing.T, r *Registry, space, id string) Webhook {
 	t.Helper()
-	w, err := r.Get(context.Background(), id)
+	w, err := r.Get(context.Background(), space, id)
 	require.NoError(t, err)
 	return w
 }
@@ -505,7 +479,7 @@ func TestRegistryRefusesOptionsThatAreNotUTF8(t *testing.T) {
 		t.Run(tt.field, func(t *testing.T) {
 			w := validWebhook()
 			w.Options = tt.options
-			_, err := newTestRegistry().Create(context.Background(), w)
+			_, err := newTestRegistry().Create(context.Background(), w.Space, w)
 			requireFieldError(t, err, tt.field)
 			require.ErrorContains(t, err, "not UTF-8")
 		})
@@ -528,7 +502,7 @@ func TestPayloadIsTheRegistrationAsMarshalled(t *testing.T) {
 		w.ID, w.Created, w.Modified, w.Signature = stored.ID, stored.Created, stored.Modified, ""
 		want, err := json.Marshal(w)
 		require.NoError(t, err)
-		require.Equal(t, string(want), r.byID[stored.ID].payloadJSON())
+		require.Equal(t, string(want), r.byID[spaceID{"", stored.ID}].payloadJSON())
 	}
 }
 
@@ -544,17 +518,19 @@ func TestDisablingKeepsWhatMatchHandedOut(t *testing.T) {
 	before, err := m.Match(ev)
 	require.NoError(t, err)
 	require.Len(t, before, 1)
-	payload := r.byID[created.ID].payloadJSON()
+	payload := r.byID[spaceID{"", created.ID}].payloadJSON()
 
 	at := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
-	require.Equal(t, &Disabled{At: at, Reason: "gone"}, r.disable(created.ID, "gone", at))
-	require.Equal(t, &Disabled{At: at, Reason: "gone"}, mustGet(t, r, created.ID).Disabled)
+	dis, err := r.disable(ctx, r.byID[spaceID{"", created.ID}].key, "gone", at)
+	require.NoError(t, err)
+	require.Equal(t, &Disabled{At: at, Reason: "gone"}, dis)
+	require.Equal(t, &Disabled{At: at, Reason: "gone"}, mustGet(t, r, "", created.ID).Disabled)
 	require.Empty(t, matchURLs(t, m, ev))
 	require.Nil(t, before[0].Disabled, "what Match handed out does not change")
-	require.Equal(t, payload, r.byID[created.ID].payloadJSON())
+	require.Equal(t, payload, r.byID[spaceID{"", created.ID}].payloadJSON())
 	require.NotContains(t, payload, "disabled")
 
-	updated, err := r.Update(ctx, mustGet(t, r, created.ID))
+	updated, err := r.Update(ctx, "", created.ID, Patch{})
 	require.NoError(t, err)
 	after, err := m.Match(ev)
 	require.NoError(t, err)

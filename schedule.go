@@ -92,7 +92,15 @@ func (d *Dispatcher) purgeDeleted() {
 			// What is left is dropped, and reported, when it comes due.
 			d.log.LogAttrs(d.bg, slog.LevelError, "webhook: purging a deleted registration's deliveries",
 				slog.String("error", err.Error()))
+			continue
 		}
+		d.mu.Lock()
+		for id, tr := range d.calls {
+			if tr.target == key && !d.busy[id] {
+				d.doneLocked(id) // dropped: Flush waits no more for it
+			}
+		}
+		d.mu.Unlock()
 	}
 }
 
@@ -102,6 +110,7 @@ func (d *Dispatcher) purgeDeleted() {
 // depth of an HTTP request each time.
 func (d *Dispatcher) start(dl *Delivery) {
 	d.mu.Lock()
+	d.busy[dl.ID] = true
 	handoff := d.idle > 0
 	if handoff {
 		d.idle--
@@ -240,7 +249,12 @@ func (d *Dispatcher) settle(batch []finished) {
 	now := d.clock.Now()
 	outcomes := make([]Outcome, len(batch))
 	for i, f := range batch {
-		outcomes[i] = f.outcome
+		if f.disable != "" {
+			// Before its lease ends, so that no other of its deliveries
+			// is claimed meanwhile.
+			d.disable(&batch[i], now)
+		}
+		outcomes[i] = batch[i].outcome
 	}
 	health, err := d.queue.Settle(d.bg, now, outcomes...)
 	if err != nil {
@@ -251,13 +265,13 @@ func (d *Dispatcher) settle(batch []finished) {
 		return
 	}
 	var done []string
-	for i, f := range batch {
+	for i := range batch {
+		f := &batch[i]
 		o := &f.outcome
 		if f.disable == "" && o.Failed {
-			f.disable = d.policy.disableFor(health[i], now)
-		}
-		if f.disable != "" {
-			d.disable(f, now)
+			if f.disable = d.policy.disableFor(health[i], now); f.disable != "" {
+				d.disable(f, now)
+			}
 		}
 		if f.report != nil {
 			d.report(*f.report)
@@ -268,6 +282,9 @@ func (d *Dispatcher) settle(batch []finished) {
 		}
 	}
 	d.mu.Lock()
+	for _, f := range batch {
+		delete(d.busy, f.outcome.Delivery.ID)
+	}
 	for _, id := range done {
 		d.doneLocked(id)
 	}
@@ -277,7 +294,7 @@ func (d *Dispatcher) settle(batch []finished) {
 
 // disable disables the registration of f's delivery, which then dies
 // rather than waits for a retry.
-func (d *Dispatcher) disable(f finished, now time.Time) {
+func (d *Dispatcher) disable(f *finished, now time.Time) {
 	dl := f.outcome.Delivery
 	dis, err := d.reg.disable(d.bg, dl.Target, f.disable, now)
 	if err != nil {

@@ -93,13 +93,21 @@ func redactURL(rawURL string) string {
 }
 
 // scrub removes the user-info of rawURL from err's message, where a
-// Transport may have quoted the URL.
+// Transport may have quoted the URL: whole, or with the password masked
+// as net/http does, which still shows the user, often a token itself.
 func scrub(err error, rawURL string) error {
 	u, perr := url.Parse(rawURL)
-	if perr != nil || u.User == nil || !strings.Contains(err.Error(), u.User.String()) {
+	if perr != nil || u.User == nil {
 		return err
 	}
-	return &scrubbed{msg: strings.ReplaceAll(err.Error(), u.User.String()+"@", ""), err: err}
+	msg := err.Error()
+	for _, info := range []string{u.User.String(), u.User.Username() + ":***", u.User.Username()} {
+		msg = strings.ReplaceAll(msg, info+"@", "")
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return &scrubbed{msg: msg, err: err}
 }
 
 // scrubbed is an error whose message lost a URL's user-info; errors.Is and

@@ -156,7 +156,7 @@ func FuzzOptions(f *testing.F) {
 			requireFieldErrorAny(t, err)
 			return
 		}
-		stored, err := newTestRegistry().Create(context.Background(), w)
+		stored, err := newTestRegistry().Create(context.Background(), "", w)
 		if err != nil {
 			requireFieldErrorAny(t, err)
 			return

@@ -91,11 +91,10 @@ func newWorkload(tb testing.TB, n int) *workload {
 	previous := bytes.Replace(record, []byte(`"amount": 128400.75`), []byte(`"amount": 119000`), 1)
 	require.NotEqual(tb, record, previous)
 
-	r := newTestRegistry()
-	r.Now = func() time.Time { return workloadEpoch }
+	r := newRegistry(RegistryConfig{Addresses: loopback, Clock: clockAt(workloadEpoch)})
 	ctx := context.Background()
 	create := func(w Webhook) {
-		if _, err := r.Create(ctx, w); err != nil {
+		if _, err := r.Create(ctx, w.Space, w); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -507,7 +506,7 @@ func BenchmarkWorkloadEndToEnd(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			b.StopTimer()
-			q := NewMemoryQueue(0)
+			q := NewMemoryQueue(QueueLimits{})
 			now := time.Now()
 			for _, req := range reqs {
 				require.NoError(b, q.Enqueue(ctx, &Delivery{ID: newUUID(), WebhookID: id, Body: req.Body, Created: now, Due: now}))
