@@ -74,6 +74,8 @@ func (m *modelRun) randomOp() {
 		m.purge()
 	case r < 85:
 		m.dead()
+	case r < 90:
+		m.pending()
 	default:
 		m.nextDue()
 	}
@@ -187,6 +189,22 @@ func (m *modelRun) dead() {
 	pg, err := m.pg.Dead(m.t.Context(), tg)
 	require.NoError(m.t, err)
 	m.requireSame("Dead("+tg+")", mem, pg)
+}
+
+func (m *modelRun) pending() {
+	var ids []string
+	for range 1 + m.rnd.IntN(6) {
+		if len(m.made) > 0 {
+			ids = append(ids, m.made[m.rnd.IntN(len(m.made))].ID)
+		}
+	}
+	mem, err := m.mem.Pending(m.t.Context(), ids...)
+	require.NoError(m.t, err)
+	pg, err := m.pg.Pending(m.t.Context(), ids...)
+	require.NoError(m.t, err)
+	slices.Sort(mem)
+	slices.Sort(pg)
+	require.ElementsMatch(m.t, slices.Compact(mem), slices.Compact(pg), "step %d: Pending(%v)", m.step, ids)
 }
 
 // nextDue checks NextDue loosely: the MemoryQueue reports the end of a

@@ -411,6 +411,23 @@ func (q *Queue) Purge(ctx context.Context, target string) error {
 	return nil
 }
 
+// Pending returns those of ids that the Queue holds as pending, leased
+// or not.
+func (q *Queue) Pending(ctx context.Context, ids ...string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, _ := q.pool.Query(ctx, `SELECT id FROM webhook_deliveries WHERE id = ANY($1) AND died IS NULL`, ids)
+	held, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, ctxErr(ctx, fmt.Errorf("postgres: pending: %w", err))
+	}
+	return held, nil
+}
+
 // NextDue reports when Claim may next return something, as the Queue
 // contract says: from the index of the targets' ready times (the later of
 // their earliest ready delivery and their pause) and that of the leases.

@@ -244,6 +244,8 @@ func TestQueueMethodsReturnCtxsError(t *testing.T) {
 	_, err = q.Revive(ctx, "t", "", testBase)
 	require.ErrorIs(t, err, context.Canceled)
 	require.ErrorIs(t, q.Purge(ctx, "t"), context.Canceled)
+	_, err = q.Pending(ctx, "d")
+	require.ErrorIs(t, err, context.Canceled)
 	_, _, err = q.NextDue(ctx)
 	require.ErrorIs(t, err, context.Canceled)
 }
