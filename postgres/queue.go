@@ -188,9 +188,8 @@ func newEnqueueBatch(ds []*webhook.Delivery) (*enqueueBatch, error) {
 }
 
 // enqueueSQL stores a batch in one statement: the deliveries, in the
-// order given (their enqueue order), their targets' counts and earliest
-// ready deliveries, and the count in all; it returns what the bounds
-// need. The targets are locked in the order of their keys, as every
+// order given (their enqueue order), and their targets' counts and
+// earliest ready deliveries; it returns what the bounds need. The targets are locked in the order of their keys, as every
 // transaction of the Queue locks them, so that two never wait on each
 // other in a cycle.
 const enqueueSQL = `
@@ -221,31 +220,41 @@ WITH new AS (
 		next_seq = CASE WHEN t.next_due IS NULL OR (excluded.next_due, excluded.next_seq) < (t.next_due, t.next_seq)
 			THEN excluded.next_seq ELSE t.next_seq END
 	RETURNING t.target, t.held
-), cnt AS (
-	INSERT INTO webhook_queue_counts AS c (shard, held) VALUES (pg_backend_pid() % $12, cardinality($1::text[]))
+)
+SELECT (SELECT count(*) FROM ins),
+	(SELECT target FROM tgt ORDER BY held DESC LIMIT 1),
+	(SELECT max(held) FROM tgt),
+	pg_notify($12, '')`
+
+// countSQL adds $2 to the count of pending deliveries in all, and returns
+// the count before, as far as the transaction sees it. Every transaction
+// that changes the count does it last, once it holds its targets, so that
+// the one row it locks is never part of a cycle of waits.
+const countSQL = `
+WITH add AS (
+	INSERT INTO webhook_queue_counts AS c (shard, held) VALUES (pg_backend_pid() % $1, $2)
 	ON CONFLICT (shard) DO UPDATE SET held = c.held + excluded.held
 	RETURNING 1
 )
-SELECT (SELECT count(*) FROM ins),
-	(SELECT coalesce(sum(held), 0) FROM webhook_queue_counts),
-	(SELECT count(*) FROM cnt),
-	(SELECT target FROM tgt ORDER BY held DESC LIMIT 1),
-	(SELECT max(held) FROM tgt),
-	pg_notify($13, '')`
+SELECT (SELECT coalesce(sum(held), 0) FROM webhook_queue_counts), (SELECT count(*) FROM add)`
 
 // enqueue runs Enqueue's statement in tx and checks the bounds; on an
 // error the caller rolls tx back.
 func (q *Queue) enqueue(ctx context.Context, tx pgx.Tx, b *enqueueBatch) error {
-	var inserted, before, counted int64
+	n := int64(len(b.ids))
+	batch := &pgx.Batch{}
+	batch.Queue(enqueueSQL, append(b.args(), queueChannel)...)
+	batch.Queue(countSQL, countShards, n)
+	br := tx.SendBatch(ctx, batch)
+	defer br.Close()
+	var inserted, fullestHeld, before int64
 	var fullest string
-	var fullestHeld int64
-	err := tx.QueryRow(ctx, enqueueSQL, b.ids, b.targets, b.spaces, b.webhookIDs, b.eventIDs, b.bodies,
-		b.created, b.attempts, b.due, b.lastStatus, b.lastError, countShards, queueChannel).
-		Scan(&inserted, &before, &counted, &fullest, &fullestHeld, nil)
-	if err != nil {
+	if err := br.QueryRow().Scan(&inserted, &fullest, &fullestHeld, nil); err != nil {
 		return fmt.Errorf("postgres: enqueue: %w", err)
 	}
-	n := int64(len(b.ids))
+	if err := br.QueryRow().Scan(&before, nil); err != nil {
+		return fmt.Errorf("postgres: enqueue: %w", err)
+	}
 	switch {
 	case before+n > int64(q.limits.MaxPending):
 		return fmt.Errorf("postgres: enqueue: %w: %d pending deliveries, %d more would pass the bound of %d",
@@ -358,7 +367,7 @@ func (q *Queue) adjust(ctx context.Context, tx pgx.Tx, targets []string, held, l
 	b := &pgx.Batch{}
 	b.Queue(adjustTargetsSQL, targets, held, leased)
 	if total != 0 {
-		b.Queue(addCountSQL, countShards, total)
+		b.Queue(countSQL, countShards, total)
 	}
 	b.Queue(`SELECT pg_notify($1, '')`, queueChannel)
 	return tx.SendBatch(ctx, b).Close()
@@ -373,11 +382,6 @@ UPDATE webhook_targets t SET held = t.held + u.held, leased = t.leased + u.lease
 		ORDER BY d.due, d.seq LIMIT 1)
 FROM unnest($1::text[], $2::int[], $3::int[]) AS u(target, held, leased)
 WHERE t.target = u.target`
-
-// addCountSQL adds $2 to the count of pending deliveries in all.
-const addCountSQL = `
-INSERT INTO webhook_queue_counts AS c (shard, held) VALUES (pg_backend_pid() % $1, $2)
-ON CONFLICT (shard) DO UPDATE SET held = c.held + excluded.held`
 
 // Purge removes every delivery of target, pending, leased or dead, and
 // what the Queue keeps of it: its Health and pause.
@@ -401,7 +405,7 @@ func (q *Queue) Purge(ctx context.Context, target string) error {
 		b.Queue(`DELETE FROM webhook_deliveries WHERE target = $1 AND died IS NOT NULL`, target)
 		b.Queue(`DELETE FROM webhook_targets WHERE target = $1`, target)
 		if held != 0 {
-			b.Queue(addCountSQL, countShards, -held)
+			b.Queue(countSQL, countShards, -held)
 		}
 		return tx.SendBatch(ctx, b).Close()
 	})

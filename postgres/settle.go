@@ -120,7 +120,10 @@ func (s *settlement) read(ctx context.Context, tx pgx.Tx) error {
 	for id := range s.last {
 		ids = append(ids, id)
 	}
+	// The targets that exist are locked first, in order, then those made
+	// here, which nobody else can hold but one making them too.
 	b := &pgx.Batch{}
+	b.Queue(`SELECT FROM webhook_targets WHERE target = ANY($1) ORDER BY target FOR UPDATE`, s.targets)
 	b.Queue(`INSERT INTO webhook_targets (target, space) SELECT * FROM unnest($1::text[], $2::text[])
 		ORDER BY 1 ON CONFLICT DO NOTHING`, s.targets, s.spaces)
 	b.Queue(`SELECT target, failures, failing_since, paused_until FROM webhook_targets
@@ -129,8 +132,10 @@ func (s *settlement) read(ctx context.Context, tx pgx.Tx) error {
 		WHERE id = ANY($1) FOR UPDATE`, ids)
 	br := tx.SendBatch(ctx, b)
 	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return err
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
 	}
 	rows, _ := br.Query()
 	var target string
@@ -256,10 +261,10 @@ func (s *settlement) write(ctx context.Context, tx pgx.Tx, maxDead int) error {
 		total += int64(n)
 	}
 	b.Queue(settleTargetsSQL, s.targets, cols.held, cols.leased, cols.failures, cols.since, cols.pause)
-	if total != 0 {
-		b.Queue(addCountSQL, countShards, total)
-	}
 	b.Queue(forgetTargetsSQL, s.targets, s.now)
+	if total != 0 {
+		b.Queue(countSQL, countShards, total)
+	}
 	if s.readyNow(pending) {
 		b.Queue(`SELECT pg_notify($1, '')`, queueChannel)
 	}
