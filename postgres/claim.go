@@ -364,7 +364,7 @@ func (c *claim) lease() ([]*webhook.Delivery, error) {
 	}
 	b := &pgx.Batch{}
 	b.Queue(leaseSQL, c.leaseEnd, ids)
-	b.Queue(adjustTargetsSQL, targets, make([]int32, len(targets)), leased)
+	b.Queue(adjustTargetsSQL, []string{}, targets, make([]int32, len(targets)), leased)
 	b.Queue(`COMMIT`)
 	br := c.conn.SendBatch(c.ctx, b)
 	defer br.Close()

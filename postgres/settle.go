@@ -260,7 +260,7 @@ func (s *settlement) write(ctx context.Context, tx pgx.Tx, maxDead int) error {
 	for _, n := range cols.held {
 		total += int64(n)
 	}
-	b.Queue(settleTargetsSQL, s.targets, cols.held, cols.leased, cols.failures, cols.since, cols.pause)
+	b.Queue(settleTargetsSQL, idsOf(pending), s.targets, cols.held, cols.leased, cols.failures, cols.since, cols.pause)
 	b.Queue(forgetTargetsSQL, s.targets, s.now)
 	if total != 0 {
 		b.Queue(countSQL, countShards, total)
@@ -359,15 +359,15 @@ DELETE FROM webhook_deliveries d USING (
 	WHERE r.rn > $2) AS x
 WHERE d.id = x.id`
 	// settleTargetsSQL sets the targets' counts, Health and pause, and
-	// their earliest ready delivery.
-	settleTargetsSQL = `
+	// their earliest ready delivery ($1 the ids of the deliveries made
+	// pending).
+	settleTargetsSQL = `WITH ` + freshHeads + `
 UPDATE webhook_targets t SET held = t.held + u.held, leased = t.leased + u.leased,
 	failures = u.failures, failing_since = u.failing_since, paused_until = u.paused_until,
-	(next_due, next_seq) = (SELECT d.due, d.seq FROM webhook_deliveries d
-		WHERE d.target = t.target AND d.lease_until IS NULL AND d.died IS NULL
-		ORDER BY d.due, d.seq LIMIT 1)
-FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::timestamptz[], $6::timestamptz[])
+	(next_due, next_seq) = ` + nextHead + `
+FROM unnest($2::text[], $3::int[], $4::int[], $5::int[], $6::timestamptz[], $7::timestamptz[])
 	AS u(target, held, leased, failures, failing_since, paused_until)
+LEFT JOIN fresh AS f ON f.target = u.target
 WHERE t.target = u.target`
 	// forgetTargetsSQL drops the rows of targets $1 that keep nothing: no
 	// delivery, failure or pause that lasts past $2.
@@ -382,6 +382,15 @@ WHERE t.target = ANY($1) AND t.held = 0 AND t.leased = 0 AND t.failures = 0
 func (b *enqueueBatch) args() []any {
 	return []any{b.ids, b.targets, b.spaces, b.webhookIDs, b.eventIDs, b.bodies,
 		b.created, b.attempts, b.due, b.lastStatus, b.lastError}
+}
+
+// idsOf returns the ids of ds.
+func idsOf(ds []*webhook.Delivery) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.ID
+	}
+	return out
 }
 
 // nullTime returns t as a column value, NULL when zero.

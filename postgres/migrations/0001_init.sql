@@ -42,7 +42,9 @@ CREATE TABLE webhook_targets (
 		CASE WHEN next_due IS NULL THEN NULL ELSE greatest(next_due, paused_until) END) STORED,
 	failures      integer NOT NULL DEFAULT 0,
 	failing_since timestamptz
-) WITH (fillfactor = 70);
+-- Every Enqueue, Claim and Settle updates rows here: vacuumed often, so
+-- that the indexes stay small.
+) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
 -- Claim walks a space's targets in the order of their earliest delivery.
 CREATE INDEX webhook_targets_claim ON webhook_targets (space, next_due, next_seq) WHERE next_due IS NOT NULL;
 -- NextDue.
@@ -70,7 +72,9 @@ CREATE TABLE webhook_deliveries (
 	last_error  text NOT NULL,
 	lease_until timestamptz,
 	died        bigint
-);
+-- Vacuumed after 5% of the rows changed, not the default 20%: claims and
+-- acknowledgements leave dead rows behind the heads of the targets.
+) WITH (autovacuum_vacuum_scale_factor = 0.05);
 -- A target's ready deliveries in claim order.
 CREATE INDEX webhook_deliveries_ready ON webhook_deliveries (target, due, seq) WHERE lease_until IS NULL AND died IS NULL;
 -- Leases, for the sweep of ended ones and NextDue.
@@ -84,7 +88,7 @@ CREATE INDEX webhook_deliveries_dead ON webhook_deliveries (target, died) WHERE 
 CREATE TABLE webhook_queue_counts (
 	shard integer PRIMARY KEY,
 	held  bigint NOT NULL
-);
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
 
 -- Claim's second step: lock up to quota ready targets of each space
 -- (FOR UPDATE SKIP LOCKED), earliest ready delivery first, leaving out
@@ -93,7 +97,8 @@ CREATE TABLE webhook_queue_counts (
 -- deliveries of each target are read by a statement of their own, whose
 -- snapshot is taken once the target is locked and so sees every change
 -- of them: a function does in one round trip what would otherwise take
--- two.
+-- two. They are read from the target's head on (see nextHead in
+-- queue.go).
 CREATE FUNCTION webhook_claim_targets(p_now timestamptz, p_per integer, p_limit integer,
 	p_spaces text[], p_quotas integer[], p_exclude text[])
 RETURNS TABLE (c_target text, c_space text, c_id text, c_due timestamptz, c_seq bigint)
@@ -102,10 +107,10 @@ DECLARE
 	t record;
 BEGIN
 	FOR t IN
-		SELECT l.target, l.space, l.leased
+		SELECT l.target, l.space, l.leased, l.next_due, l.next_seq
 		FROM unnest(p_spaces, p_quotas) AS p(space, quota)
 		CROSS JOIN LATERAL (
-			SELECT wt.target, wt.space, wt.leased FROM webhook_targets wt
+			SELECT wt.target, wt.space, wt.leased, wt.next_due, wt.next_seq FROM webhook_targets wt
 			WHERE wt.space = p.space AND wt.next_due <= p_now AND wt.ready_at <= p_now
 				AND wt.leased < p_per AND wt.target <> ALL(p_exclude)
 			ORDER BY wt.next_due, wt.next_seq
@@ -115,6 +120,7 @@ BEGIN
 		RETURN QUERY
 			SELECT t.target, t.space, d.id, d.due, d.seq FROM webhook_deliveries d
 			WHERE d.target = t.target AND d.lease_until IS NULL AND d.died IS NULL AND d.due <= p_now
+				AND (d.due, d.seq) >= (t.next_due, t.next_seq)
 			ORDER BY d.due, d.seq
 			LIMIT least(p_per - t.leased, p_limit);
 		IF NOT FOUND THEN
