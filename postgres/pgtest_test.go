@@ -320,6 +320,10 @@ func (c *testCluster) start() error {
 		"-c", "port="+strconv.Itoa(c.port),
 		"-c", "unix_socket_directories="+c.dir,
 		"-c", "max_connections=200",
+		// A million deliveries take 450 MB and a GB of WAL to write; the
+		// defaults (128 MB, checkpoints every GB) are for small machines.
+		"-c", "shared_buffers=512MB",
+		"-c", "max_wal_size=4GB",
 		"-c", "fsync=on",
 		"-c", "synchronous_commit=on",
 		"-c", "log_min_messages=warning")
