@@ -19,6 +19,12 @@
 //
 // Queue.Tx enqueues inside the host's own transaction (the transactional
 // outbox): the deliveries of a change commit with it or not at all.
+//
+// The tables, sequences and the function Migrate makes are named
+// webhook_*, in the first schema of the search_path; the role needs the
+// right to create them there once, and to read and write them after. Each
+// Store and Queue holds one connection of its own, outside the pool, to
+// LISTEN, from its first Wait or Wake until Close.
 package postgres
 
 import "errors"

@@ -33,9 +33,12 @@ type QueueConfig struct {
 // claimed by any, the perTarget limit, the order of a target's
 // deliveries, pauses and Health hold across all of them, and a delivery
 // survives the crash of the replica that claimed it (it is claimed again
-// once its lease ends). Queue is also a webhook.Waker: Enqueue and Settle
-// NOTIFY, and Wake listens on a connection of the Queue's own that
-// reconnects by itself.
+// once its lease ends). Queue is also a webhook.Waker: Enqueue, Revive,
+// and a Settle that makes a delivery due again, NOTIFY, and Wake listens
+// on a connection of the Queue's own that reconnects by itself.
+// PostgreSQL commits notifying transactions one at a time, so that a
+// Dispatch of one event a transaction is bound by the disk's flushes a
+// second; batches (several events a Dispatch) are how to go past it.
 //
 // Claim does not scan the deliveries: it walks a table of targets (one
 // row per registration), ordered by each one's earliest ready delivery,
@@ -56,8 +59,8 @@ type QueueConfig struct {
 //
 // Times are stored to the microsecond and returned in UTC.
 //
-// Use NewQueue to make a Queue. A Queue is safe for simultaneous use by
-// multiple goroutines.
+// The zero value is not usable: use NewQueue. A Queue is safe for
+// simultaneous use by multiple goroutines.
 type Queue struct {
 	pool   *pgxpool.Pool
 	limits webhook.QueueLimits // with defaults
@@ -86,10 +89,12 @@ func (q *Queue) Close() error {
 	return nil
 }
 
-// Wake returns a channel that receives, coalesced, whenever a process
-// enqueued or settled deliveries, this one included, and whenever the
-// listening connection (re)connects, after which a notification may have
-// been missed. It stays valid until ctx ends or the Queue is closed.
+// Wake returns a channel that receives, coalesced, whenever a process,
+// this one included, enqueued or revived deliveries or made one due again
+// (Settle), and whenever the listening connection (re)connects, after
+// which a notification may have been missed. It stays valid until ctx
+// ends or the Queue is closed. The listening connection opens at the
+// first Wake; it is the pool's config's, not one of the pool's.
 func (q *Queue) Wake(ctx context.Context) <-chan struct{} {
 	return q.listen.wake(ctx)
 }

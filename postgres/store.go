@@ -48,8 +48,8 @@ type StoreConfig struct {
 // returned in UTC. Signatures are stored as given: protect the database
 // as the secrets it holds deserve.
 //
-// Use NewStore to make a Store. A Store is safe for simultaneous use by
-// multiple goroutines.
+// The zero value is not usable: use NewStore. A Store is safe for
+// simultaneous use by multiple goroutines.
 type Store struct {
 	pool   *pgxpool.Pool
 	poll   time.Duration
