@@ -130,7 +130,9 @@ func (q *Queue) Enqueue(ctx context.Context, ds ...*webhook.Delivery) error {
 //
 // Enqueue on it is bound by the Queue's limits too. It runs in a
 // savepoint, so that a refused call (webhook.ErrQueueFull,
-// webhook.ErrInvalid) leaves tx usable and holding none of the call.
+// webhook.ErrInvalid) leaves tx usable and holding none of the call. It
+// makes tx's commit wait for the disk (synchronous_commit on), whatever
+// the session's setting: a committed delivery is one the Queue accepted.
 func (q *Queue) Tx(tx pgx.Tx) webhook.Enqueuer {
 	return txEnqueuer{q: q, tx: tx}
 }
@@ -248,12 +250,17 @@ SELECT (SELECT coalesce(sum(held), 0) FROM webhook_queue_counts), (SELECT count(
 func (q *Queue) enqueue(ctx context.Context, tx pgx.Tx, b *enqueueBatch) error {
 	n := int64(len(b.ids))
 	batch := &pgx.Batch{}
+	// Accepted means on disk, whatever the session's setting.
+	batch.Queue(`SET LOCAL synchronous_commit = on`)
 	batch.Queue(enqueueSQL, append(b.args(), queueChannel)...)
 	batch.Queue(countSQL, countShards, n)
 	br := tx.SendBatch(ctx, batch)
 	defer br.Close()
 	var inserted, fullestHeld, before int64
 	var fullest string
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("postgres: enqueue: %w", err)
+	}
 	if err := br.QueryRow().Scan(&inserted, &fullest, &fullestHeld, nil); err != nil {
 		return fmt.Errorf("postgres: enqueue: %w", err)
 	}
