@@ -2,7 +2,12 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -201,4 +206,61 @@ func benchDelivery(n int) *webhook.Delivery {
 		EventIDs: []string{"ev-" + id}, Body: make([]byte, 300),
 		Created: benchBase, Due: benchBase,
 	}
+}
+
+// BenchmarkReplicaDeliveries measures durable deliveries a second end to
+// end with one replica (a Registry over a Store, a Dispatcher over a
+// Queue, the defaults: 64 workers, one request in flight a registration)
+// and a local receiver that answers at once: 64 registrations, each
+// event matching one of them with chunk_size 1, so that a delivery is one
+// request of one event; events are dispatched 64 a call (64 deliveries a
+// transaction).
+func BenchmarkReplicaDeliveries(b *testing.B) {
+	_, cfg := newTestDatabase(b)
+	var mu sync.Mutex // guards got
+	got := 0
+	done := make(chan struct{}, 1)
+	want := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got++
+		if got == want {
+			done <- struct{}{}
+		}
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	r := newBenchReplica(b, cfg)
+	const hooks = 64
+	for i := range hooks {
+		_, err := r.reg.Create(context.Background(), "team", webhook.Webhook{
+			URL: srv.URL, Events: []string{"Contact.Update"},
+			Options: webhook.Options{ChunkSize: 1, Entity: map[string]webhook.EntityOptions{"Contact": {
+				Filter: map[string]json.RawMessage{"n": json.RawMessage(strconv.Itoa(i))}}}},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	n := b.N * hooks
+	mu.Lock()
+	want = n
+	mu.Unlock()
+	b.ResetTimer()
+	for i := 0; i < n; i += hooks {
+		events := make([]webhook.Event, hooks)
+		for j := range events {
+			events[j] = webhook.Event{Space: "team", Name: "Contact.Update",
+				Data: json.RawMessage(fmt.Sprintf(`{"id":"c%d","n":%d}`, i+j, j))}
+		}
+		if err := r.disp.Dispatch(context.Background(), events...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Minute):
+		b.Fatal("not all delivered")
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "deliveries/s")
 }

@@ -34,37 +34,17 @@ func (q *Queue) Claim(ctx context.Context, now time.Time, limit int, lease time.
 		return nil, nil
 	}
 	var out []*webhook.Delivery
-	err := retry(ctx, func() error {
-		c := &claim{ctx: ctx, now: now, leaseEnd: ceilMicro(now.Add(lease)), limit: limit, perTarget: max(perTarget, 1)}
+	err := pipelined(ctx, q.pool, func(conn *pgx.Conn) error {
+		c := &claim{ctx: ctx, conn: conn, now: now, leaseEnd: ceilMicro(now.Add(lease)),
+			limit: limit, perTarget: max(perTarget, 1)}
 		var err error
-		out, err = q.claimOnce(c)
+		out, err = c.run()
 		return err
 	})
 	if err != nil {
 		return nil, ctxErr(ctx, fmt.Errorf("postgres: claim: %w", err))
 	}
 	return out, nil
-}
-
-// claimOnce runs c on a connection of the pool. c's transaction is not a
-// pgx.Tx: its BEGIN goes in its first batch of statements and its COMMIT
-// in its last, which spares two round trips of the few a Claim makes.
-func (q *Queue) claimOnce(c *claim) ([]*webhook.Delivery, error) {
-	conn, err := q.pool.Acquire(c.ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Release()
-	c.conn = conn.Conn()
-	out, err := c.run()
-	if err != nil && !c.conn.IsClosed() && c.conn.PgConn().TxStatus() != 'I' {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), time.Second)
-		defer cancel()
-		if _, rerr := c.conn.Exec(ctx, "ROLLBACK"); rerr != nil {
-			c.conn.Close(ctx) // not back to the pool in a transaction
-		}
-	}
-	return out, err
 }
 
 // claim is one Claim at work.

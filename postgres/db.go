@@ -50,6 +50,38 @@ func retry(ctx context.Context, f func() error) error {
 	return err
 }
 
+// pipelined runs f on a connection of pool, trying again as retry says.
+// f runs a transaction whose BEGIN goes in its first batch of statements
+// and whose COMMIT in its last, which spares the two round trips of a
+// pgx.Tx; pipelined rolls it back if f fails in between.
+func pipelined(ctx context.Context, pool *pgxpool.Pool, f func(*pgx.Conn) error) error {
+	return retry(ctx, func() error {
+		conn, err := pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Release()
+		if err := f(conn.Conn()); err != nil {
+			abort(ctx, conn.Conn())
+			return err
+		}
+		return nil
+	})
+}
+
+// abort rolls back conn's transaction, if one is open, so that conn goes
+// back to its pool clean; a conn that cannot is closed.
+func abort(ctx context.Context, conn *pgx.Conn) {
+	if conn.IsClosed() || conn.PgConn().TxStatus() == 'I' {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+		conn.Close(ctx)
+	}
+}
+
 // retryable reports an error after which the same transaction, run again,
 // may succeed and cannot have taken effect.
 func retryable(err error) bool {

@@ -35,6 +35,12 @@ type replica struct {
 // ends.
 func newReplica(t *testing.T, cfg *pgxpool.Config) *replica {
 	t.Helper()
+	return newBenchReplica(t, cfg)
+}
+
+// newBenchReplica is newReplica for a test or a benchmark.
+func newBenchReplica(t testing.TB, cfg *pgxpool.Config) *replica {
+	t.Helper()
 	ctx := context.Background()
 	r := &replica{}
 	var err error

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/crmhook/webhook"
@@ -99,8 +100,8 @@ func (q *Queue) Wake(ctx context.Context) <-chan struct{} {
 	return q.listen.wake(ctx)
 }
 
-// Enqueue stores ds as pending, all of them or none, in one statement, as
-// the Queue contract says. It also refuses, with an error that wraps
+// Enqueue stores ds as pending, all of them or none, in one round trip,
+// as the Queue contract says. It also refuses, with an error that wraps
 // webhook.ErrInvalid, a nil delivery, one without ID or Target, or two
 // with the same ID.
 func (q *Queue) Enqueue(ctx context.Context, ds ...*webhook.Delivery) error {
@@ -111,10 +112,31 @@ func (q *Queue) Enqueue(ctx context.Context, ds ...*webhook.Delivery) error {
 	if err != nil || batch == nil {
 		return err
 	}
-	err = inTx(ctx, q.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		return q.enqueue(ctx, tx, batch)
+	err = pipelined(ctx, q.pool, func(conn *pgx.Conn) error {
+		b := &pgx.Batch{}
+		b.Queue(`BEGIN`)
+		q.queueEnqueue(b, batch)
+		b.Queue(`COMMIT`)
+		return conn.SendBatch(ctx, b).Close()
 	})
-	return ctxErr(ctx, err)
+	if err != nil {
+		return ctxErr(ctx, enqueueError(err))
+	}
+	q.notify(ctx)
+	return nil
+}
+
+// notify tells the listeners of every replica that deliveries may have
+// become claimable. It runs after the commit, in a transaction of its
+// own that does not wait for the disk: PostgreSQL commits notifying
+// transactions one at a time, holding a lock across their flush to disk,
+// so that a NOTIFY inside the transaction that stores the deliveries
+// would make every Enqueue and Settle of the database wait its turn. A
+// notification lost in a crash between the two is made up for by the
+// claimers' poll.
+func (q *Queue) notify(ctx context.Context) {
+	// An error is no reason to fail what was stored; the poll heals it.
+	q.pool.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')`, queueChannel)
 }
 
 // Tx returns an Enqueuer that enqueues into tx, a transaction of the
@@ -150,8 +172,18 @@ func (e txEnqueuer) Enqueue(ctx context.Context, ds ...*webhook.Delivery) error 
 	if err != nil || batch == nil {
 		return err
 	}
-	err = pgx.BeginFunc(ctx, e.tx, func(sp pgx.Tx) error { return e.q.enqueue(ctx, sp, batch) })
-	return ctxErr(ctx, err)
+	b := &pgx.Batch{}
+	b.Queue(`SAVEPOINT webhook_enqueue`)
+	e.q.queueEnqueue(b, batch)
+	b.Queue(`SELECT pg_notify($1, '')`, queueChannel) // sent when, and if, tx commits
+	b.Queue(`RELEASE SAVEPOINT webhook_enqueue`)
+	if err := e.tx.SendBatch(ctx, b).Close(); err != nil {
+		if _, rerr := e.tx.Exec(ctx, `ROLLBACK TO SAVEPOINT webhook_enqueue; RELEASE SAVEPOINT webhook_enqueue`); rerr != nil {
+			return ctxErr(ctx, fmt.Errorf("%w (and the savepoint could not be rolled back: %v)", enqueueError(err), rerr))
+		}
+		return ctxErr(ctx, enqueueError(err))
+	}
+	return nil
 }
 
 // enqueueBatch is deliveries as the columns of Enqueue's statement.
@@ -196,9 +228,11 @@ func newEnqueueBatch(ds []*webhook.Delivery) (*enqueueBatch, error) {
 
 // enqueueSQL stores a batch in one statement: the deliveries, in the
 // order given (their enqueue order), and their targets' counts and
-// earliest ready deliveries; it returns what the bounds need. The targets are locked in the order of their keys, as every
-// transaction of the Queue locks them, so that two never wait on each
-// other in a cycle.
+// earliest ready deliveries, or, past a bound ($12 MaxPending, $13
+// MaxPendingPerTarget) or with an id held already, nothing: it fails
+// (webhook_refuse), in the order of the MemoryQueue's checks. The targets
+// are locked in the order of their keys, as every transaction of the
+// Queue locks them, so that two never wait on each other in a cycle.
 const enqueueSQL = `
 WITH new AS (
 	SELECT d.*, nextval('webhook_delivery_seq') AS seq
@@ -227,58 +261,58 @@ WITH new AS (
 		next_seq = CASE WHEN t.next_due IS NULL OR (excluded.next_due, excluded.next_seq) < (t.next_due, t.next_seq)
 			THEN excluded.next_seq ELSE t.next_seq END
 	RETURNING t.target, t.held
+), checks AS (
+	SELECT cardinality($1::text[]) AS n,
+		(SELECT coalesce(sum(held), 0) FROM webhook_queue_counts) AS total,
+		(SELECT count(*) FROM ins) AS inserted,
+		(SELECT target FROM tgt ORDER BY held DESC LIMIT 1) AS fullest,
+		(SELECT max(held) FROM tgt) AS most
 )
-SELECT (SELECT count(*) FROM ins),
-	(SELECT target FROM tgt ORDER BY held DESC LIMIT 1),
-	(SELECT max(held) FROM tgt),
-	pg_notify($12, '')`
+SELECT CASE
+	WHEN total + n > $12 THEN webhook_refuse('WH001', format(
+		'%s pending deliveries, %s more would pass the bound of %s', total, n, $12))
+	WHEN inserted < n THEN webhook_refuse('WH002', format(
+		'%s of the %s deliveries have the id of one queued already', n - inserted, n))
+	WHEN most > $13 THEN webhook_refuse('WH001', format(
+		'target %s would hold %s pending deliveries, past the bound of %s', fullest, most, $13))
+	ELSE true END
+FROM checks`
 
-// countSQL adds $2 to the count of pending deliveries in all, and returns
-// the count before, as far as the transaction sees it. Every transaction
-// that changes the count does it last, once it holds its targets, so that
-// the one row it locks is never part of a cycle of waits.
+// SQLSTATE codes of enqueueSQL's refusals.
+const (
+	codeQueueFull   = "WH001"
+	codeDuplicateID = "WH002"
+)
+
+// countSQL adds $2 to the count of pending deliveries in all. Every
+// transaction that changes the count does it last, once it holds its
+// targets, so that the one row it locks is never part of a cycle of
+// waits.
 const countSQL = `
-WITH add AS (
-	INSERT INTO webhook_queue_counts AS c (shard, held) VALUES (pg_backend_pid() % $1, $2)
-	ON CONFLICT (shard) DO UPDATE SET held = c.held + excluded.held
-	RETURNING 1
-)
-SELECT (SELECT coalesce(sum(held), 0) FROM webhook_queue_counts), (SELECT count(*) FROM add)`
+INSERT INTO webhook_queue_counts AS c (shard, held) VALUES (pg_backend_pid() % $1, $2)
+ON CONFLICT (shard) DO UPDATE SET held = c.held + excluded.held`
 
-// enqueue runs Enqueue's statement in tx and checks the bounds; on an
-// error the caller rolls tx back.
-func (q *Queue) enqueue(ctx context.Context, tx pgx.Tx, b *enqueueBatch) error {
-	n := int64(len(b.ids))
-	batch := &pgx.Batch{}
+// queueEnqueue adds Enqueue's statements to b: inside a transaction, they
+// store the deliveries of eb, or fail.
+func (q *Queue) queueEnqueue(b *pgx.Batch, eb *enqueueBatch) {
 	// Accepted means on disk, whatever the session's setting.
-	batch.Queue(`SET LOCAL synchronous_commit = on`)
-	batch.Queue(enqueueSQL, append(b.args(), queueChannel)...)
-	batch.Queue(countSQL, countShards, n)
-	br := tx.SendBatch(ctx, batch)
-	defer br.Close()
-	var inserted, fullestHeld, before int64
-	var fullest string
-	if _, err := br.Exec(); err != nil {
-		return fmt.Errorf("postgres: enqueue: %w", err)
+	b.Queue(`SET LOCAL synchronous_commit = on`)
+	b.Queue(enqueueSQL, append(eb.args(), q.limits.MaxPending, q.limits.MaxPendingPerTarget)...)
+	b.Queue(countSQL, countShards, len(eb.ids))
+}
+
+// enqueueError returns err, a refusal of enqueueSQL's, as the error the
+// Queue contract names.
+func enqueueError(err error) error {
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		switch pgErr.Code {
+		case codeQueueFull:
+			return fmt.Errorf("postgres: enqueue: %w: %s", webhook.ErrQueueFull, pgErr.Message)
+		case codeDuplicateID:
+			return fmt.Errorf("postgres: enqueue: %w: %s", webhook.ErrInvalid, pgErr.Message)
+		}
 	}
-	if err := br.QueryRow().Scan(&inserted, &fullest, &fullestHeld, nil); err != nil {
-		return fmt.Errorf("postgres: enqueue: %w", err)
-	}
-	if err := br.QueryRow().Scan(&before, nil); err != nil {
-		return fmt.Errorf("postgres: enqueue: %w", err)
-	}
-	switch {
-	case before+n > int64(q.limits.MaxPending):
-		return fmt.Errorf("postgres: enqueue: %w: %d pending deliveries, %d more would pass the bound of %d",
-			webhook.ErrQueueFull, before, n, q.limits.MaxPending)
-	case inserted < n:
-		return fmt.Errorf("postgres: enqueue: %w: %d of the %d deliveries have the id of one queued already",
-			webhook.ErrInvalid, n-inserted, n)
-	case fullestHeld > int64(q.limits.MaxPendingPerTarget):
-		return fmt.Errorf("postgres: enqueue: %w: target %s would hold %d pending deliveries, past the bound of %d",
-			webhook.ErrQueueFull, fullest, fullestHeld, q.limits.MaxPendingPerTarget)
-	}
-	return nil
+	return fmt.Errorf("postgres: enqueue: %w", err)
 }
 
 // checkDelivery reports a delivery that no Queue method can store.
@@ -353,6 +387,9 @@ func (q *Queue) Revive(ctx context.Context, target, id string, now time.Time) ([
 	if err != nil {
 		return nil, ctxErr(ctx, fmt.Errorf("postgres: revive: %w", err))
 	}
+	if len(ids) > 0 {
+		q.notify(ctx)
+	}
 	if id != "" && len(ids) == 0 {
 		return nil, fmt.Errorf("postgres: revive: %w: dead delivery %s of target %s", webhook.ErrNotFound, id, target)
 	}
@@ -374,14 +411,13 @@ RETURNING d.id, old.died`
 
 // adjust adds to the counts of targets, which tx has locked, sets their
 // earliest ready delivery, given the ids of the deliveries tx made ready,
-// adds total to the count in all, and notifies the Queue's channel.
+// and adds total to the count in all.
 func (q *Queue) adjust(ctx context.Context, tx pgx.Tx, fresh, targets []string, held, leased []int32, total int64) error {
 	b := &pgx.Batch{}
 	b.Queue(adjustTargetsSQL, fresh, targets, held, leased)
 	if total != 0 {
 		b.Queue(countSQL, countShards, total)
 	}
-	b.Queue(`SELECT pg_notify($1, '')`, queueChannel)
 	return tx.SendBatch(ctx, b).Close()
 }
 

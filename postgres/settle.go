@@ -13,9 +13,9 @@ import (
 )
 
 // Settle records outcomes, in order, as the Queue contract says, in one
-// transaction of two round trips however many there are: one locks their
-// targets and reads where their deliveries stand, the other writes them
-// all. A delivery's Target must be the one it was enqueued with. It
+// transaction of two round trips however many there are: one begins it,
+// locks their targets and reads where their deliveries stand, the other
+// writes them all and commits. A delivery's Target must be the one it was enqueued with. It
 // NOTIFYs (see Wake) when it makes a delivery pending that is due by now.
 func (q *Queue) Settle(ctx context.Context, now time.Time, outcomes ...webhook.Outcome) ([]webhook.Health, error) {
 	if err := ctx.Err(); err != nil {
@@ -33,16 +33,21 @@ func (q *Queue) Settle(ctx context.Context, now time.Time, outcomes ...webhook.O
 		return []webhook.Health{}, nil
 	}
 	var health []webhook.Health
-	err := inTx(ctx, q.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+	var readyNow bool
+	err := pipelined(ctx, q.pool, func(conn *pgx.Conn) error {
 		s := newSettlement(now, outcomes)
-		if err := s.read(ctx, tx); err != nil {
+		if err := s.read(ctx, conn); err != nil {
 			return err
 		}
 		health = s.apply()
-		return s.write(ctx, tx, q.limits.MaxDead)
+		readyNow = s.readyNow()
+		return s.write(ctx, conn, q.limits.MaxDead)
 	})
 	if err != nil {
 		return nil, ctxErr(ctx, fmt.Errorf("postgres: settle: %w", err))
+	}
+	if readyNow {
+		q.notify(ctx)
 	}
 	return health, nil
 }
@@ -113,9 +118,9 @@ func newSettlement(now time.Time, outcomes []webhook.Outcome) *settlement {
 	return s
 }
 
-// read locks the targets, made if new, in key order, and then the
-// deliveries, and reads their state.
-func (s *settlement) read(ctx context.Context, tx pgx.Tx) error {
+// read begins the transaction, locks the targets, made if new, in key
+// order, and then the deliveries, and reads their state.
+func (s *settlement) read(ctx context.Context, conn *pgx.Conn) error {
 	ids := make([]string, 0, len(s.last))
 	for id := range s.last {
 		ids = append(ids, id)
@@ -123,6 +128,7 @@ func (s *settlement) read(ctx context.Context, tx pgx.Tx) error {
 	// The targets that exist are locked first, in order, then those made
 	// here, which nobody else can hold but one making them too.
 	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
 	b.Queue(`SELECT FROM webhook_targets WHERE target = ANY($1) ORDER BY target FOR UPDATE`, s.targets)
 	b.Queue(`INSERT INTO webhook_targets (target, space) SELECT * FROM unnest($1::text[], $2::text[])
 		ORDER BY 1 ON CONFLICT DO NOTHING`, s.targets, s.spaces)
@@ -130,9 +136,9 @@ func (s *settlement) read(ctx context.Context, tx pgx.Tx) error {
 		WHERE target = ANY($1) ORDER BY target FOR UPDATE`, s.targets)
 	b.Queue(`SELECT id, lease_until IS NOT NULL, died IS NOT NULL FROM webhook_deliveries
 		WHERE id = ANY($1) FOR UPDATE`, ids)
-	br := tx.SendBatch(ctx, b)
+	br := conn.SendBatch(ctx, b)
 	defer br.Close()
-	for range 2 {
+	for range 3 {
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
@@ -211,12 +217,12 @@ func afterOutcome(kind webhook.OutcomeKind) rowState {
 	return absent
 }
 
-// write applies the outcomes in one round trip: the deliveries removed,
-// made pending and made dead (each as its last outcome says), the dead
-// beyond maxDead dropped, the targets' counts, Health, pause and earliest
-// ready delivery, the count in all, targets left with nothing forgotten,
-// and a notification if a target has ready deliveries.
-func (s *settlement) write(ctx context.Context, tx pgx.Tx, maxDead int) error {
+// write applies the outcomes and commits, in one round trip: the
+// deliveries removed, made pending and made dead (each as its last
+// outcome says), the dead beyond maxDead dropped, the targets' counts,
+// Health, pause and earliest ready delivery, targets left with nothing
+// forgotten, and the count in all.
+func (s *settlement) write(ctx context.Context, conn *pgx.Conn, maxDead int) error {
 	var removed []string
 	var pending, died []*webhook.Delivery
 	var diedTargets []string
@@ -265,22 +271,18 @@ func (s *settlement) write(ctx context.Context, tx pgx.Tx, maxDead int) error {
 	if total != 0 {
 		b.Queue(countSQL, countShards, total)
 	}
-	if s.readyNow(pending) {
-		b.Queue(`SELECT pg_notify($1, '')`, queueChannel)
-	}
-	return tx.SendBatch(ctx, b).Close()
+	b.Queue(`COMMIT`)
+	return conn.SendBatch(ctx, b).Close()
 }
 
 // readyNow reports whether a delivery made pending is due already, and so
 // worth a notification: another replica with idle workers may take it at
 // once. A delivery due later, or a perTarget slot freed, is left to the
-// claimers' NextDue and poll, and to this replica, which claims again:
-// a NOTIFY makes its commit wait its turn behind every other notifying
-// commit of the database (PostgreSQL orders them with one lock), which
-// would cap the acknowledgements a second.
-func (s *settlement) readyNow(pending []*webhook.Delivery) bool {
-	for _, d := range pending {
-		if !d.Due.After(s.now) {
+// claimers' NextDue and poll, and to this replica, which claims again.
+func (s *settlement) readyNow() bool {
+	for _, i := range s.last {
+		o := s.outcomes[i]
+		if afterOutcome(o.Kind) == ready && !o.Delivery.Due.After(s.now) {
 			return true
 		}
 	}

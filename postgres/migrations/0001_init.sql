@@ -134,3 +134,13 @@ BEGIN
 	END LOOP;
 END
 $$;
+
+-- Refuses a statement with an error of SQLSTATE code: Enqueue checks its
+-- bounds in the statement that stores the deliveries, so that a refused
+-- call fails, and rolls back, without a round trip more.
+CREATE FUNCTION webhook_refuse(code text, message text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+	RAISE EXCEPTION USING ERRCODE = code, MESSAGE = message;
+END
+$$;
