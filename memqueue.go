@@ -32,18 +32,23 @@ import (
 type MemoryQueue struct {
 	limits QueueLimits // zero fields mean the defaults
 
-	mu      sync.Mutex
+	mu      sync.Mutex          // guards the fields below
 	seq     uint64              // the last enqueue order given out
 	held    int                 // pending deliveries, leased ones included
 	entries map[string]*queued  // every delivery held, by ID
 	targets map[string]*targetQ // targets that hold a delivery, a pause or failures
 	spaces  map[string]*spaceQ  // spaces that have a pending delivery, leased or not
 	// The spaces with a target ready to claim from: due holds those whose
-	// earliest delivery was due at the last Claim, fewest leased first,
-	// and later the others, earliest first.
+	// earliest delivery a Claim found due, fewest leased first (a Claim
+	// that finds one not due after all moves it back), and later the
+	// others, earliest first.
 	due, later minHeap[*spaceQ]
-	paused     minHeap[*targetQ] // targets paused, with a pending delivery, earliest end first
+	paused     minHeap[*targetQ] // targets paused, earliest end first
 	leases     minHeap[*queued]  // leased deliveries, earliest lease end first
+	// waiting holds the targets with a pending delivery not leased, paused
+	// or not, by the later of their earliest Due and their pause's end:
+	// NextDue's answer, without disturbing the spaces' order.
+	waiting minHeap[waitingTarget]
 
 	aside []*targetQ // scratch space of Claim: targets at their limit
 }
@@ -63,25 +68,33 @@ const (
 	stateDead
 )
 
-// queued is one delivery a MemoryQueue holds.
-type queued struct {
-	d     Delivery
-	seq   uint64 // enqueue order, which breaks ties of at
-	state queuedState
+// slot is where a delivery stands in the order of the heaps: at, then
+// enqueue order.
+type slot struct {
 	// at is when the delivery matters next: d.Due while it is pending, the
 	// end of its lease while it is leased. One field serves both heaps, so
 	// that one before method orders both.
-	at     time.Time
-	index  int      // position in target.pending while pending, in MemoryQueue.leases while leased
-	target *targetQ // nil while dead
+	at  time.Time
+	seq uint64 // enqueue order, which breaks ties of at
 }
 
-func (e *queued) before(o *queued) bool {
+func (e slot) before(o slot) bool {
 	if c := e.at.Compare(o.at); c != 0 {
 		return c < 0
 	}
 	return e.seq < o.seq
 }
+
+// queued is one delivery a MemoryQueue holds.
+type queued struct {
+	d Delivery
+	slot
+	state  queuedState
+	index  int      // position in target.pending while pending, in MemoryQueue.leases while leased
+	target *targetQ // nil while dead
+}
+
+func (e *queued) before(o *queued) bool { return e.slot.before(o.slot) }
 
 func (e *queued) setIndex(i int) { e.index = i }
 
@@ -94,21 +107,40 @@ type targetQ struct {
 	held    int // pending and leased
 	dead    []*queued
 	health  Health
-	until   time.Time // paused until then
+	// until is the end of the target's latest pause, kept until Purge:
+	// NextDue reports the later of it and a Due even once it has passed,
+	// as a Queue in a database that keeps it in a column does.
+	until time.Time
 	// pausing says the target is in MemoryQueue.paused rather than in
 	// space.ready: which of the two orders before uses.
 	pausing bool
 	index   int // in space.ready or MemoryQueue.paused; -1 in neither
+	wait    int // in MemoryQueue.waiting; -1 when it has no pending delivery
+	// While t has a pending delivery, first is the slot of the earliest
+	// and wake when it may be claimed, the later of its Due and until:
+	// copies that let the heaps of targets and spaces compare without
+	// following pointers, which at a million deliveries miss the cache.
+	first slot
+	wake  time.Time
 }
 
 func (t *targetQ) before(o *targetQ) bool {
 	if t.pausing {
 		return t.until.Before(o.until)
 	}
-	return t.pending[0].before(o.pending[0])
+	return t.first.before(o.first)
 }
 
 func (t *targetQ) setIndex(i int) { t.index = i }
+
+// waitingTarget is a target in MemoryQueue.waiting, which orders targets
+// by wake and keeps their place in wait: a target is in a space's ready
+// targets or the paused ones, and also there.
+type waitingTarget struct{ *targetQ }
+
+func (w waitingTarget) before(o waitingTarget) bool { return w.wake.Before(o.wake) }
+
+func (w waitingTarget) setIndex(i int) { w.wait = i }
 
 // spaceQ is what a MemoryQueue keeps for one space.
 type spaceQ struct {
@@ -118,13 +150,14 @@ type spaceQ struct {
 	ready   minHeap[*targetQ] // targets with a pending delivery not paused, by their earliest
 	inDue   bool              // in MemoryQueue.due rather than later: which order before uses
 	index   int               // in due or later; -1 in neither
+	first   slot              // ready[0].first while it has a ready target, for the same reason
 }
 
 func (s *spaceQ) before(o *spaceQ) bool {
 	if s.inDue && s.leased != o.leased {
 		return s.leased < o.leased
 	}
-	return s.ready[0].before(o.ready[0])
+	return s.first.before(o.first)
 }
 
 func (s *spaceQ) setIndex(i int) { s.index = i }
@@ -170,7 +203,7 @@ func (q *MemoryQueue) Enqueue(ctx context.Context, ds ...*Delivery) error {
 	}
 	for _, d := range ds {
 		q.seq++
-		e := &queued{d: queuedCopy(d), seq: q.seq}
+		e := &queued{d: queuedCopy(d), slot: slot{seq: q.seq}}
 		q.entries[d.ID] = e
 		q.addPending(e)
 	}
@@ -191,7 +224,7 @@ func (q *MemoryQueue) Claim(ctx context.Context, now time.Time, max int, lease t
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.expire(now)
-	for len(q.later) > 0 && !q.later[0].ready[0].pending[0].at.After(now) {
+	for len(q.later) > 0 && !q.later[0].first.at.After(now) {
 		s := q.later.remove(0)
 		s.inDue = true
 		q.due.push(s)
@@ -268,9 +301,15 @@ func (q *MemoryQueue) Settle(ctx context.Context, now time.Time, outcomes ...Out
 				q.remove(e)
 			}
 		case Retried, Released:
-			e = q.take(e, d)
-			e.d.Attempts, e.d.Due = d.Attempts, d.Due.Round(0)
-			e.d.LastStatus, e.d.LastError = d.LastStatus, d.LastError
+			if e == nil {
+				e = q.take(e, d) // a copy of d, as given
+			} else {
+				q.unlink(e)
+				e.d.Due = d.Due.Round(0)
+				if o.Kind == Retried { // Released changes nothing else
+					e.d.Attempts, e.d.LastStatus, e.d.LastError = d.Attempts, d.LastStatus, d.LastError
+				}
+			}
 			q.addPending(e)
 		case Died:
 			e = q.take(e, d)
@@ -311,10 +350,11 @@ func (q *MemoryQueue) account(o Outcome, now time.Time) Health {
 		}
 		t.health.Failures++
 		if until := o.PauseUntil.Round(0); until.After(t.until) {
+			// Paused even if until has passed by now: a Claim at an
+			// earlier now must not find it; the next Claim at or after
+			// until ends the pause.
 			t.until = until
-			if until.After(now) {
-				q.pause(t)
-			}
+			q.pause(t)
 		}
 	}
 	h := t.health
@@ -397,7 +437,10 @@ func (q *MemoryQueue) Purge(ctx context.Context, target string) error {
 	for _, e := range t.dead {
 		delete(q.entries, e.d.ID)
 	}
-	t.dead, t.health, t.until = nil, Health{}, time.Time{}
+	t.dead, t.health = nil, Health{}
+	// A scan of the leases, at most as many as the claimers' workers: a
+	// registration is deleted far less often than a delivery is claimed,
+	// so the leases are not also listed by target.
 	var leased []*queued
 	for _, e := range q.leases {
 		if e.target == t {
@@ -410,6 +453,9 @@ func (q *MemoryQueue) Purge(ctx context.Context, target string) error {
 	for len(t.pending) > 0 {
 		q.remove(t.pending[0])
 	}
+	// Out of every heap now, whose order the end of its pause may have
+	// been part of.
+	t.until = time.Time{}
 	q.forget(t)
 	return nil
 }
@@ -438,22 +484,8 @@ func (q *MemoryQueue) NextDue(ctx context.Context) (t time.Time, ok bool, err er
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	// The due spaces are ordered by what they lease: back among the
-	// later ones, which are ordered by time.
-	for len(q.due) > 0 {
-		s := q.due.remove(len(q.due) - 1)
-		s.inDue = false
-		q.later.push(s)
-	}
-	if len(q.later) > 0 {
-		t, ok = q.later[0].ready[0].pending[0].at, true
-	}
-	if len(q.paused) > 0 && q.held > 0 {
-		// The earliest end of a pause, when Claim may find its target's
-		// deliveries due, or, if it holds none, forget the pause.
-		if at := q.paused[0].until; !ok || at.Before(t) {
-			t, ok = at, true
-		}
+	if len(q.waiting) > 0 {
+		t, ok = q.waiting[0].wake, true
 	}
 	if len(q.leases) > 0 && (!ok || q.leases[0].at.Before(t)) {
 		t, ok = q.leases[0].at, true
@@ -505,7 +537,7 @@ func (q *MemoryQueue) target(d *Delivery) *targetQ {
 			s = &spaceQ{name: d.Space, index: -1}
 			q.spaces[d.Space] = s
 		}
-		t = &targetQ{id: d.Target, space: s, index: -1}
+		t = &targetQ{id: d.Target, space: s, index: -1, wait: -1}
 		q.targets[d.Target] = t
 		s.targets++
 	}
@@ -513,10 +545,10 @@ func (q *MemoryQueue) target(d *Delivery) *targetQ {
 }
 
 // forget drops what q keeps of t, and of its space, once it is nothing:
-// no delivery, no failure and no pause to remember. It requires q.mu
-// held.
+// no delivery, no failure and no pause, ended or not, to remember. It
+// requires q.mu held.
 func (q *MemoryQueue) forget(t *targetQ) {
-	if t.held > 0 || len(t.dead) > 0 || t.health.Failures > 0 || t.pausing {
+	if t.held > 0 || len(t.dead) > 0 || t.health.Failures > 0 || t.pausing || !t.until.IsZero() {
 		return
 	}
 	if q.targets[t.id] != t {
@@ -565,7 +597,7 @@ func (q *MemoryQueue) addPending(e *queued) {
 func (q *MemoryQueue) take(e *queued, d *Delivery) *queued {
 	if e == nil {
 		q.seq++
-		e = &queued{d: queuedCopy(d), seq: q.seq}
+		e = &queued{d: queuedCopy(d), slot: slot{seq: q.seq}}
 		q.entries[d.ID] = e
 		return e
 	}
@@ -613,6 +645,7 @@ func (q *MemoryQueue) unlink(e *queued) {
 // out of them when it has none or is paused. It then places the space. It
 // requires q.mu held.
 func (q *MemoryQueue) ready(t *targetQ) {
+	q.await(t)
 	s := t.space
 	switch {
 	case t.pausing:
@@ -629,9 +662,31 @@ func (q *MemoryQueue) ready(t *targetQ) {
 	q.place(s)
 }
 
+// await sets t.first and t.wake after its pending deliveries or its
+// pause changed, and puts t in q.waiting at the place of its wake, or out
+// of it when it has no pending delivery. It requires q.mu held.
+func (q *MemoryQueue) await(t *targetQ) {
+	if len(t.pending) == 0 {
+		if t.wait >= 0 {
+			q.waiting.remove(t.wait)
+		}
+		return
+	}
+	t.first, t.wake = t.pending[0].slot, t.pending[0].at
+	if t.until.After(t.wake) {
+		t.wake = t.until
+	}
+	if t.wait < 0 {
+		q.waiting.push(waitingTarget{t})
+	} else {
+		q.waiting.fix(t.wait)
+	}
+}
+
 // pause moves t, paused until t.until, out of its space's ready targets.
 // It requires q.mu held.
 func (q *MemoryQueue) pause(t *targetQ) {
+	q.await(t) // t.until changed
 	if t.pausing {
 		q.paused.fix(t.index)
 		return
@@ -652,6 +707,9 @@ func (q *MemoryQueue) place(s *spaceQ) {
 	if s.inDue {
 		heap = &q.due
 	}
+	if len(s.ready) > 0 {
+		s.first = s.ready[0].first
+	}
 	switch {
 	case len(s.ready) == 0:
 		if s.index >= 0 {
@@ -664,84 +722,4 @@ func (q *MemoryQueue) place(s *spaceQ) {
 	default:
 		heap.fix(s.index)
 	}
-}
-
-// heapElem is what a minHeap holds: something ordered that remembers its
-// place, so that it can be removed or moved without a search.
-type heapElem[T any] interface {
-	before(T) bool
-	setIndex(int)
-}
-
-// minHeap is a binary min-heap, smallest first. It is container/heap
-// without the interface conversions and dynamic calls on every swap.
-type minHeap[T heapElem[T]] []T
-
-func (h *minHeap[T]) push(x T) {
-	*h = append(*h, x)
-	x.setIndex(len(*h) - 1)
-	h.up(len(*h) - 1)
-}
-
-// remove takes out and returns the element at i.
-func (h *minHeap[T]) remove(i int) T {
-	s := *h
-	last := len(s) - 1
-	x := s[i]
-	if i != last {
-		s[i] = s[last]
-		s[i].setIndex(i)
-	}
-	var zero T
-	s[last] = zero // no stale pointer in the spare capacity
-	*h = s[:last]
-	if i != last {
-		h.fix(i)
-	}
-	x.setIndex(-1)
-	return x
-}
-
-// fix restores the order after the element at i changed.
-func (h minHeap[T]) fix(i int) {
-	if !h.down(i) {
-		h.up(i)
-	}
-}
-
-func (h minHeap[T]) up(i int) {
-	for i > 0 {
-		p := (i - 1) / 2
-		if !h[i].before(h[p]) {
-			return
-		}
-		h.swap(i, p)
-		i = p
-	}
-}
-
-// down reports whether the element at i moved.
-func (h minHeap[T]) down(i int) bool {
-	start := i
-	for {
-		c := 2*i + 1
-		if c >= len(h) {
-			break
-		}
-		if r := c + 1; r < len(h) && h[r].before(h[c]) {
-			c = r
-		}
-		if !h[c].before(h[i]) {
-			break
-		}
-		h.swap(i, c)
-		i = c
-	}
-	return i > start
-}
-
-func (h minHeap[T]) swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].setIndex(i)
-	h[j].setIndex(j)
 }
