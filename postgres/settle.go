@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -82,10 +83,10 @@ type settlement struct {
 	// Per delivery id: where it stood, and the last outcome for it.
 	before map[string]rowState
 	last   map[string]int // index in outcomes
-	// renewed holds the ids that an outcome before their last removed:
-	// their last stores them anew, with a new enqueue order, as it would
-	// in a Settle of its own.
-	renewed map[string]bool
+	// deaths holds, by index in outcomes, the order in which each Died
+	// outcome's delivery dies: numbers of webhook_delivery_death taken in
+	// the order of the outcomes.
+	deaths map[int]int64
 }
 
 // targetState is a target's Health, pause and the changes of its counts.
@@ -98,15 +99,12 @@ type targetState struct {
 func newSettlement(now time.Time, outcomes []webhook.Outcome) *settlement {
 	s := &settlement{now: now.Truncate(time.Microsecond).UTC(), outcomes: outcomes,
 		state: map[string]*targetState{}, before: map[string]rowState{}, last: map[string]int{},
-		renewed: map[string]bool{}}
+		deaths: map[int]int64{}}
 	spaceOf := map[string]string{}
 	for i, o := range outcomes {
 		if _, ok := spaceOf[o.Delivery.Target]; !ok {
 			spaceOf[o.Delivery.Target] = o.Delivery.Space
 			s.targets = append(s.targets, o.Delivery.Target)
-		}
-		if j, ok := s.last[o.Delivery.ID]; ok && afterOutcome(outcomes[j].Kind) == absent {
-			s.renewed[o.Delivery.ID] = true
 		}
 		s.last[o.Delivery.ID] = i
 	}
@@ -116,6 +114,17 @@ func newSettlement(now time.Time, outcomes []webhook.Outcome) *settlement {
 		s.state[t] = &targetState{}
 	}
 	return s
+}
+
+// died returns the indexes of the Died outcomes, in order.
+func (s *settlement) died() []int {
+	var idx []int
+	for i, o := range s.outcomes {
+		if o.Kind == webhook.Died {
+			idx = append(idx, i)
+		}
+	}
+	return idx
 }
 
 // read begins the transaction, locks the targets, made if new, in key
@@ -136,6 +145,10 @@ func (s *settlement) read(ctx context.Context, conn *pgx.Conn) error {
 		WHERE target = ANY($1) ORDER BY target FOR UPDATE`, s.targets)
 	b.Queue(`SELECT id, lease_until IS NOT NULL, died IS NOT NULL FROM webhook_deliveries
 		WHERE id = ANY($1) FOR UPDATE`, ids)
+	died := s.died()
+	if len(died) > 0 {
+		b.Queue(`SELECT nextval('webhook_delivery_death') FROM generate_series(1, $1)`, len(died))
+	}
 	br := conn.SendBatch(ctx, b)
 	defer br.Close()
 	for range 3 {
@@ -170,7 +183,18 @@ func (s *settlement) read(ctx context.Context, conn *pgx.Conn) error {
 		}
 		return nil
 	})
-	return err
+	if err != nil || len(died) == 0 {
+		return err
+	}
+	rows, _ = br.Query()
+	numbers, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return err
+	}
+	for k, i := range died {
+		s.deaths[i] = numbers[k]
+	}
+	return nil
 }
 
 // apply works out, in order, each outcome's effect on its target's Health
@@ -218,47 +242,33 @@ func afterOutcome(kind webhook.OutcomeKind) rowState {
 }
 
 // write applies the outcomes and commits, in one round trip: the
-// deliveries removed, made pending and made dead (each as its last
-// outcome says), the dead beyond maxDead dropped, the targets' counts,
-// Health, pause and earliest ready delivery, targets left with nothing
-// forgotten, and the count in all.
+// deliveries removed, made pending and made dead, the dead beyond maxDead
+// dropped, the targets' counts, Health, pause and earliest ready
+// delivery, targets left with nothing forgotten, and the count in all.
+// The outcomes are applied in rounds, each of which holds a delivery at
+// most once, so that those of one delivery apply one after the other.
 func (s *settlement) write(ctx context.Context, conn *pgx.Conn, maxDead int) error {
-	var removed []string
-	var pending, died []*webhook.Delivery
+	b := &pgx.Batch{}
+	at := maps.Clone(s.before)
 	var diedTargets []string
-	for _, i := range s.sortedLast() {
-		o := s.outcomes[i]
-		to := afterOutcome(o.Kind)
-		if (to == absent || s.renewed[o.Delivery.ID]) && s.before[o.Delivery.ID] != absent {
-			removed = append(removed, o.Delivery.ID)
+	for _, round := range s.rounds() {
+		if err := s.queueRound(b, round, at); err != nil {
+			return err
 		}
-		switch to {
+	}
+	var fresh []string
+	for id, i := range s.last {
+		o := s.outcomes[i]
+		switch afterOutcome(o.Kind) {
 		case ready:
-			pending = append(pending, o.Delivery)
+			fresh = append(fresh, id)
 		case dead:
-			died = append(died, o.Delivery)
 			if !slices.Contains(diedTargets, o.Delivery.Target) {
 				diedTargets = append(diedTargets, o.Delivery.Target)
 			}
 		}
 	}
-	b := &pgx.Batch{}
-	if len(removed) > 0 {
-		b.Queue(`DELETE FROM webhook_deliveries WHERE id = ANY($1)`, removed)
-	}
-	if len(pending) > 0 {
-		p, err := newEnqueueBatch(pending)
-		if err != nil {
-			return err
-		}
-		b.Queue(pendingSQL, p.args()...)
-	}
-	if len(died) > 0 {
-		d, err := newEnqueueBatch(died)
-		if err != nil {
-			return err
-		}
-		b.Queue(deadSQL, d.args()...)
+	if len(diedTargets) > 0 {
 		b.Queue(trimDeadSQL, diedTargets, maxDead)
 	}
 	var total int64
@@ -266,13 +276,77 @@ func (s *settlement) write(ctx context.Context, conn *pgx.Conn, maxDead int) err
 	for _, n := range cols.held {
 		total += int64(n)
 	}
-	b.Queue(settleTargetsSQL, idsOf(pending), s.targets, cols.held, cols.leased, cols.failures, cols.since, cols.pause)
+	b.Queue(settleTargetsSQL, fresh, s.targets, cols.held, cols.leased, cols.failures, cols.since, cols.pause)
 	b.Queue(forgetTargetsSQL, s.targets, s.now)
 	if total != 0 {
 		b.Queue(countSQL, countShards, total)
 	}
 	b.Queue(`COMMIT`)
 	return conn.SendBatch(ctx, b).Close()
+}
+
+// rounds returns the indexes of the outcomes in rounds: the first
+// outcome of each delivery, in order, then the second of those that have
+// two, and so on.
+func (s *settlement) rounds() [][]int {
+	var rounds [][]int
+	seen := map[string]int{}
+	for i, o := range s.outcomes {
+		k := seen[o.Delivery.ID]
+		seen[o.Delivery.ID]++
+		if k == len(rounds) {
+			rounds = append(rounds, nil)
+		}
+		rounds[k] = append(rounds[k], i)
+	}
+	return rounds
+}
+
+// queueRound adds to b the statements of one round of outcomes, given
+// where their deliveries stand, which it updates.
+func (s *settlement) queueRound(b *pgx.Batch, round []int, at map[string]rowState) error {
+	var removed []string
+	var retried, released, died []*webhook.Delivery
+	var deaths []int64
+	for _, i := range round {
+		o := s.outcomes[i]
+		d := o.Delivery
+		switch o.Kind {
+		case webhook.Delivered, webhook.Dropped:
+			if at[d.ID] != absent {
+				removed = append(removed, d.ID)
+			}
+		case webhook.Retried:
+			retried = append(retried, d)
+		case webhook.Released:
+			released = append(released, d)
+		case webhook.Died:
+			died = append(died, d)
+			deaths = append(deaths, s.deaths[i])
+		}
+		at[d.ID] = afterOutcome(o.Kind)
+	}
+	if len(removed) > 0 {
+		b.Queue(`DELETE FROM webhook_deliveries WHERE id = ANY($1)`, removed)
+	}
+	for _, ds := range []struct {
+		list []*webhook.Delivery
+		sql  string
+	}{{retried, pendingSQL}, {released, releasedSQL}, {died, deadSQL}} {
+		if len(ds.list) == 0 {
+			continue
+		}
+		p, err := newEnqueueBatch(ds.list)
+		if err != nil {
+			return err
+		}
+		args := p.args()
+		if ds.sql == deadSQL {
+			args = append(args, deaths)
+		}
+		b.Queue(ds.sql, args...)
+	}
+	return nil
 }
 
 // readyNow reports whether a delivery made pending is due already, and so
@@ -287,17 +361,6 @@ func (s *settlement) readyNow() bool {
 		}
 	}
 	return false
-}
-
-// sortedLast returns the index of the last outcome of each delivery, in
-// the order of the outcomes, so that deliveries die in that order.
-func (s *settlement) sortedLast() []int {
-	idx := make([]int, 0, len(s.last))
-	for _, i := range s.last {
-		idx = append(idx, i)
-	}
-	slices.Sort(idx)
-	return idx
 }
 
 // targetCols are the targets' new state as the columns of
@@ -322,8 +385,8 @@ func (s *settlement) targetColumns() targetCols {
 
 // The statements of write.
 const (
-	// pendingSQL stores deliveries as pending, keeping the enqueue order
-	// of those it holds.
+	// pendingSQL stores deliveries as pending (Retried), keeping the
+	// enqueue order of those it holds.
 	pendingSQL = `
 INSERT INTO webhook_deliveries AS d (id, seq, target, space, webhook_id, event_ids, body, created,
 	attempts, due, last_status, last_error)
@@ -336,16 +399,29 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::json[], $6::byte
 ORDER BY u.ord
 ON CONFLICT (id) DO UPDATE SET attempts = excluded.attempts, due = excluded.due,
 	last_status = excluded.last_status, last_error = excluded.last_error, lease_until = NULL, died = NULL`
-	// deadSQL stores deliveries, as given, as the newest dead, in order.
-	deadSQL = `
+	// releasedSQL is pendingSQL for Released: a delivery the Queue holds
+	// keeps its Attempts, LastStatus and LastError; only its Due changes.
+	releasedSQL = `
 INSERT INTO webhook_deliveries AS d (id, seq, target, space, webhook_id, event_ids, body, created,
-	attempts, due, last_status, last_error, died)
+	attempts, due, last_status, last_error)
 SELECT u.id, nextval('webhook_delivery_seq'), u.target, u.space, u.webhook_id, u.event_ids, u.body,
-	u.created, u.attempts, u.due, u.last_status, u.last_error, nextval('webhook_delivery_death')
+	u.created, u.attempts, u.due, u.last_status, u.last_error
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::json[], $6::bytea[],
 	$7::timestamptz[], $8::int[], $9::timestamptz[], $10::int[], $11::text[])
 	WITH ORDINALITY AS u(id, target, space, webhook_id, event_ids, body, created, attempts,
 		due, last_status, last_error, ord)
+ORDER BY u.ord
+ON CONFLICT (id) DO UPDATE SET due = excluded.due, lease_until = NULL, died = NULL`
+	// deadSQL stores deliveries, as given, as dead, in the order $12 gives.
+	deadSQL = `
+INSERT INTO webhook_deliveries AS d (id, seq, target, space, webhook_id, event_ids, body, created,
+	attempts, due, last_status, last_error, died)
+SELECT u.id, nextval('webhook_delivery_seq'), u.target, u.space, u.webhook_id, u.event_ids, u.body,
+	u.created, u.attempts, u.due, u.last_status, u.last_error, u.died
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::json[], $6::bytea[],
+	$7::timestamptz[], $8::int[], $9::timestamptz[], $10::int[], $11::text[], $12::bigint[])
+	WITH ORDINALITY AS u(id, target, space, webhook_id, event_ids, body, created, attempts,
+		due, last_status, last_error, died, ord)
 ORDER BY u.ord
 ON CONFLICT (id) DO UPDATE SET target = excluded.target, space = excluded.space,
 	webhook_id = excluded.webhook_id, event_ids = excluded.event_ids, body = excluded.body,
