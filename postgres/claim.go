@@ -132,12 +132,17 @@ func (c *claim) run() ([]*webhook.Delivery, error) {
 }
 
 // sweepLockSQL locks, in key order, the targets of deliveries whose lease
-// has ended ($1 now); sweepSQL makes those deliveries ready again and
-// fixes their targets' counts and earliest ready delivery.
+// has ended ($1 now) and those whose pause has; sweepSQL makes those
+// deliveries ready again and fixes their targets' counts and earliest
+// ready delivery; unpauseSQL ends the pauses, so that the targets come
+// back into the index Claim walks.
 const (
 	sweepLockSQL = `
 SELECT FROM webhook_targets
-WHERE target IN (SELECT target FROM webhook_deliveries WHERE lease_until <= $1)
+WHERE target IN (
+	SELECT target FROM webhook_deliveries WHERE lease_until <= $1
+	UNION
+	SELECT target FROM webhook_targets WHERE paused AND paused_until <= $1)
 ORDER BY target FOR UPDATE`
 	sweepSQL = `
 WITH freed AS (
@@ -150,6 +155,7 @@ UPDATE webhook_targets t SET leased = t.leased - f.n,
 	next_due = CASE WHEN t.next_due IS NULL OR (f.due, f.seq) < (t.next_due, t.next_seq) THEN f.due ELSE t.next_due END,
 	next_seq = CASE WHEN t.next_due IS NULL OR (f.due, f.seq) < (t.next_due, t.next_seq) THEN f.seq ELSE t.next_seq END
 FROM first f WHERE t.target = f.target`
+	unpauseSQL = `UPDATE webhook_targets SET paused = false WHERE paused AND paused_until <= $1`
 )
 
 // spacesSQL lists the spaces that have a target ready to claim from ($1
@@ -158,19 +164,20 @@ FROM first f WHERE t.target = f.target`
 // (one probe a space), not the targets.
 const spacesSQL = `
 WITH RECURSIVE s(space) AS (
-	SELECT min(space) FROM webhook_targets WHERE next_due IS NOT NULL
+	SELECT min(space) FROM webhook_targets WHERE next_due IS NOT NULL AND NOT paused
 	UNION ALL
-	SELECT (SELECT min(t.space) FROM webhook_targets t WHERE t.next_due IS NOT NULL AND t.space > s.space)
+	SELECT (SELECT min(t.space) FROM webhook_targets t
+		WHERE t.next_due IS NOT NULL AND NOT t.paused AND t.space > s.space)
 	FROM s WHERE s.space IS NOT NULL
 )
 SELECT s.space, (SELECT coalesce(sum(l.leased), 0) FROM webhook_targets l WHERE l.space = s.space AND l.leased > 0)
 FROM s
 WHERE s.space IS NOT NULL AND EXISTS (
 	SELECT FROM webhook_targets t
-	WHERE t.space = s.space AND t.next_due <= $1 AND t.ready_at <= $1 AND t.leased < $2)`
+	WHERE t.space = s.space AND t.next_due <= $1 AND NOT t.paused AND t.ready_at <= $1 AND t.leased < $2)`
 
-// sweep begins the transaction, returns ended leases to pending and reads
-// the spaces with ready work, in one round trip. Claims need not be
+// sweep begins the transaction, returns ended leases to pending, ends
+// passed pauses and reads the spaces with ready work, in one round trip. Claims need not be
 // durable: a lease lost in a crash of the server only makes its delivery
 // claimable again.
 func (c *claim) sweep() error {
@@ -179,10 +186,11 @@ func (c *claim) sweep() error {
 	b.Queue(`SET LOCAL synchronous_commit = off`)
 	b.Queue(sweepLockSQL, c.now)
 	b.Queue(sweepSQL, c.now)
+	b.Queue(unpauseSQL, c.now)
 	b.Queue(spacesSQL, c.now, c.perTarget)
 	br := c.conn.SendBatch(c.ctx, b)
 	defer br.Close()
-	for range 4 {
+	for range 5 {
 		if _, err := br.Exec(); err != nil {
 			return err
 		}

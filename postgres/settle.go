@@ -276,7 +276,7 @@ func (s *settlement) write(ctx context.Context, conn *pgx.Conn, maxDead int) err
 	for _, n := range cols.held {
 		total += int64(n)
 	}
-	b.Queue(settleTargetsSQL, fresh, s.targets, cols.held, cols.leased, cols.failures, cols.since, cols.pause)
+	b.Queue(settleTargetsSQL, fresh, s.targets, cols.held, cols.leased, cols.failures, cols.since, cols.pause, s.now)
 	b.Queue(forgetTargetsSQL, s.targets, s.now)
 	if total != 0 {
 		b.Queue(countSQL, countShards, total)
@@ -438,10 +438,11 @@ DELETE FROM webhook_deliveries d USING (
 WHERE d.id = x.id`
 	// settleTargetsSQL sets the targets' counts, Health and pause, and
 	// their earliest ready delivery ($1 the ids of the deliveries made
-	// pending).
+	// pending, $8 now).
 	settleTargetsSQL = `WITH ` + freshHeads + `
 UPDATE webhook_targets t SET held = t.held + u.held, leased = t.leased + u.leased,
 	failures = u.failures, failing_since = u.failing_since, paused_until = u.paused_until,
+	paused = coalesce(u.paused_until > $8, false),
 	(next_due, next_seq) = ` + nextHead + `
 FROM unnest($2::text[], $3::int[], $4::int[], $5::int[], $6::timestamptz[], $7::timestamptz[])
 	AS u(target, held, leased, failures, failing_since, paused_until)
@@ -452,7 +453,7 @@ WHERE t.target = u.target`
 	forgetTargetsSQL = `
 DELETE FROM webhook_targets t
 WHERE t.target = ANY($1) AND t.held = 0 AND t.leased = 0 AND t.failures = 0
-	AND (t.paused_until IS NULL OR t.paused_until <= $2)
+	AND NOT t.paused AND (t.paused_until IS NULL OR t.paused_until <= $2)
 	AND NOT EXISTS (SELECT FROM webhook_deliveries d WHERE d.target = t.target AND d.died IS NOT NULL)`
 )
 

@@ -35,7 +35,8 @@ CREATE TABLE webhook_targets (
 	leased        integer NOT NULL DEFAULT 0, -- deliveries whose lease has not been swept
 	next_due      timestamptz,                -- (due, seq) of the earliest ready delivery; NULL when none
 	next_seq      bigint,
-	paused_until  timestamptz,
+	paused_until  timestamptz,                -- kept after it passed, as the pause to beat
+	paused        boolean NOT NULL DEFAULT false, -- paused_until has not passed, as far as Claim knows
 	-- When the earliest ready delivery may be claimed: its due time, or
 	-- the end of the pause if that is later.
 	ready_at      timestamptz GENERATED ALWAYS AS (
@@ -46,7 +47,12 @@ CREATE TABLE webhook_targets (
 -- that the indexes stay small.
 ) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
 -- Claim walks a space's targets in the order of their earliest delivery.
-CREATE INDEX webhook_targets_claim ON webhook_targets (space, next_due, next_seq) WHERE next_due IS NOT NULL;
+-- Paused targets are not in it, so that a space of many paused targets
+-- costs nothing to walk; Claim ends the pauses that have passed.
+CREATE INDEX webhook_targets_claim ON webhook_targets (space, next_due, next_seq)
+	WHERE next_due IS NOT NULL AND NOT paused;
+-- The pauses, for Claim to end those that have passed.
+CREATE INDEX webhook_targets_paused ON webhook_targets (paused_until) WHERE paused;
 -- NextDue.
 CREATE INDEX webhook_targets_ready ON webhook_targets (ready_at) WHERE ready_at IS NOT NULL;
 -- Leased deliveries per space, for the fairness between spaces.
@@ -111,7 +117,7 @@ BEGIN
 		FROM unnest(p_spaces, p_quotas) AS p(space, quota)
 		CROSS JOIN LATERAL (
 			SELECT wt.target, wt.space, wt.leased, wt.next_due, wt.next_seq FROM webhook_targets wt
-			WHERE wt.space = p.space AND wt.next_due <= p_now AND wt.ready_at <= p_now
+			WHERE wt.space = p.space AND wt.next_due <= p_now AND NOT wt.paused AND wt.ready_at <= p_now
 				AND wt.leased < p_per AND wt.target <> ALL(p_exclude)
 			ORDER BY wt.next_due, wt.next_seq
 			LIMIT p.quota
