@@ -90,8 +90,9 @@ func (systemClock) AfterFunc(d time.Duration, f func()) func() bool {
 // Config configures a Dispatcher. The zero value means the documented
 // defaults. NewDispatcher reads it once; changing it later has no effect.
 type Config struct {
-	// Transport sends the requests. nil means NewHTTPTransport(HTTPConfig{}),
-	// which Close closes; a Transport given here is the caller's to close.
+	// Transport sends the requests. nil means an HTTPTransport with the
+	// AddressPolicy of the Registry (RegistryConfig.Addresses), which
+	// Close closes; a Transport given here is the caller's to close.
 	// An attempt that takes longer than half the Lease is cancelled,
 	// whatever the Transport, so that its lease cannot run out while it is
 	// still in flight.
@@ -162,6 +163,7 @@ type Config struct {
 // the delivery and must not be modified.
 type Attempt struct {
 	DeliveryID string   // the webhook-id header, the same across retries
+	Space      string   // the registration's team space
 	WebhookID  string   // the registration
 	URL        string   // where it was sent, without user-info (a secret)
 	EventIDs   []string // the events it carried, in order; read-only
@@ -291,7 +293,7 @@ func NewDispatcher(r *Registry, cfg Config) (*Dispatcher, error) {
 		d.queue = NewMemoryQueue(QueueLimits{})
 	}
 	if d.transport == nil {
-		d.own = NewHTTPTransport(HTTPConfig{})
+		d.own = NewHTTPTransport(HTTPConfig{AddressPolicy: r.addresses})
 		d.transport = d.own
 	}
 	if d.clock == nil {
@@ -523,7 +525,7 @@ func (d *Dispatcher) Flush(ctx context.Context) error {
 					return err
 				}
 			case <-ctx.Done():
-				return ctx.Err()
+				return d.stillPending(ctx.Err())
 			case <-d.stop:
 				select {
 				case <-w:
@@ -535,6 +537,15 @@ func (d *Dispatcher) Flush(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// stillPending says how many deliveries Flush was still waiting for when
+// it gave up with err.
+func (d *Dispatcher) stillPending(err error) error {
+	d.mu.Lock()
+	n := len(d.calls)
+	d.mu.Unlock()
+	return fmt.Errorf("webhook: %d deliveries still pending: %w", n, err)
 }
 
 // askQueue counts as done the deliveries of Dispatch calls that the Queue
@@ -553,6 +564,9 @@ func (d *Dispatcher) askQueue(ctx context.Context) error {
 	}
 	pending, err := d.queue.Pending(ctx, ids...)
 	if err != nil {
+		if ctx.Err() != nil {
+			return d.stillPending(err)
+		}
 		return fmt.Errorf("webhook: asking the queue what is pending: %w", err)
 	}
 	still := make(map[string]bool, len(pending))

@@ -164,7 +164,7 @@ type finished struct {
 // attempt makes one attempt at dl and judges it, or says why none was
 // made.
 func (d *Dispatcher) attempt(dl *Delivery) finished {
-	a := &Attempt{DeliveryID: dl.ID, WebhookID: dl.WebhookID, EventIDs: dl.EventIDs, Attempt: dl.Attempts}
+	a := &Attempt{DeliveryID: dl.ID, Space: dl.Space, WebhookID: dl.WebhookID, EventIDs: dl.EventIDs, Attempt: dl.Attempts}
 	f := finished{outcome: Outcome{Delivery: dl}, report: a}
 	reg, err := d.reg.byTarget(d.ctx, dl.Target)
 	switch {

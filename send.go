@@ -123,7 +123,7 @@ func (e *scrubbed) Unwrap() error { return e.err }
 // report tells the Logger and the Observer about an attempt.
 func (d *Dispatcher) report(a Attempt) {
 	level, msg := slog.LevelDebug, "webhook: delivered"
-	attrs := []slog.Attr{slog.String("webhook_id", a.WebhookID), slog.String("delivery_id", a.DeliveryID),
+	attrs := []slog.Attr{slog.String("space", a.Space), slog.String("webhook_id", a.WebhookID), slog.String("delivery_id", a.DeliveryID),
 		slog.String("url", a.URL), slog.Int("attempt", a.Attempt), slog.Int("status", a.StatusCode)}
 	if a.Err != nil {
 		level, msg = slog.LevelWarn, "webhook: delivery failed"
