@@ -12,8 +12,7 @@ import (
 )
 
 // claimRounds bounds the times one Claim goes back to the database for
-// more targets of a space (see claim.refill); past it, it returns what it
-// has.
+// more targets of a space (see claim.pick); past it, it takes what it has.
 const claimRounds = 8
 
 // Claim leases until now+lease, and returns, up to limit due deliveries,

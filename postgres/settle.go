@@ -127,22 +127,23 @@ func (s *settlement) died() []int {
 	return idx
 }
 
-// read begins the transaction, locks the targets, made if new, in key
-// order, and then the deliveries, and reads their state.
+// readTargetsSQL locks targets, in key order, and reads their Health
+// and pause.
+const readTargetsSQL = `SELECT target, failures, failing_since, paused_until FROM webhook_targets
+WHERE target = ANY($1) ORDER BY target FOR UPDATE`
+
+// read begins the transaction, locks the targets in key order and then
+// the deliveries, and reads their state, in one round trip; targets the
+// Queue has no row of yet take one more, to make their rows, which nobody
+// else can hold but one making them too.
 func (s *settlement) read(ctx context.Context, conn *pgx.Conn) error {
 	ids := make([]string, 0, len(s.last))
 	for id := range s.last {
 		ids = append(ids, id)
 	}
-	// The targets that exist are locked first, in order, then those made
-	// here, which nobody else can hold but one making them too.
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
-	b.Queue(`SELECT FROM webhook_targets WHERE target = ANY($1) ORDER BY target FOR UPDATE`, s.targets)
-	b.Queue(`INSERT INTO webhook_targets (target, space) SELECT * FROM unnest($1::text[], $2::text[])
-		ORDER BY 1 ON CONFLICT DO NOTHING`, s.targets, s.spaces)
-	b.Queue(`SELECT target, failures, failing_since, paused_until FROM webhook_targets
-		WHERE target = ANY($1) ORDER BY target FOR UPDATE`, s.targets)
+	b.Queue(readTargetsSQL, s.targets)
 	b.Queue(`SELECT id, lease_until IS NOT NULL, died IS NOT NULL FROM webhook_deliveries
 		WHERE id = ANY($1) FOR UPDATE`, ids)
 	died := s.died()
@@ -151,25 +152,71 @@ func (s *settlement) read(ctx context.Context, conn *pgx.Conn) error {
 	}
 	br := conn.SendBatch(ctx, b)
 	defer br.Close()
-	for range 3 {
-		if _, err := br.Exec(); err != nil {
+	if _, err := br.Exec(); err != nil {
+		return err
+	}
+	found, err := s.readTargets(br.Query())
+	if err != nil {
+		return err
+	}
+	if err := s.readDeliveries(br.Query()); err != nil {
+		return err
+	}
+	if len(died) > 0 {
+		rows, _ := br.Query()
+		numbers, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
 			return err
 		}
+		for k, i := range died {
+			s.deaths[i] = numbers[k]
+		}
 	}
-	rows, _ := br.Query()
+	if err := br.Close(); err != nil || found == len(s.targets) {
+		return err
+	}
+	return s.makeTargets(ctx, conn)
+}
+
+// makeTargets makes the rows of the targets the Queue has none of, and
+// locks and reads them.
+func (s *settlement) makeTargets(ctx context.Context, conn *pgx.Conn) error {
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO webhook_targets (target, space) SELECT * FROM unnest($1::text[], $2::text[])
+		ORDER BY 1 ON CONFLICT DO NOTHING`, s.targets, s.spaces)
+	b.Queue(readTargetsSQL, s.targets)
+	br := conn.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return err
+	}
+	_, err := s.readTargets(br.Query())
+	return err
+}
+
+// readTargets reads the rows of readTargetsSQL and returns how many there
+// were.
+func (s *settlement) readTargets(rows pgx.Rows, err error) (int, error) {
+	if err != nil {
+		return 0, err
+	}
 	var target string
 	var failures int
 	var since, pause pgtype.Timestamptz
-	_, err := pgx.ForEachRow(rows, []any{&target, &failures, &since, &pause}, func() error {
+	ct, err := pgx.ForEachRow(rows, []any{&target, &failures, &since, &pause}, func() error {
 		st := s.state[target]
 		st.health = webhook.Health{Failures: failures, FailingSince: utcOrZero(since)}
 		st.pause = utcOrZero(pause)
 		return nil
 	})
+	return int(ct.RowsAffected()), err
+}
+
+// readDeliveries reads where the deliveries stand.
+func (s *settlement) readDeliveries(rows pgx.Rows, err error) error {
 	if err != nil {
 		return err
 	}
-	rows, _ = br.Query()
 	var id string
 	var isLeased, isDead bool
 	_, err = pgx.ForEachRow(rows, []any{&id, &isLeased, &isDead}, func() error {
@@ -183,18 +230,7 @@ func (s *settlement) read(ctx context.Context, conn *pgx.Conn) error {
 		}
 		return nil
 	})
-	if err != nil || len(died) == 0 {
-		return err
-	}
-	rows, _ = br.Query()
-	numbers, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return err
-	}
-	for k, i := range died {
-		s.deaths[i] = numbers[k]
-	}
-	return nil
+	return err
 }
 
 // apply works out, in order, each outcome's effect on its target's Health
