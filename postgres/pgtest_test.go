@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -30,6 +31,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -109,11 +111,11 @@ func newTestDatabase(t testing.TB) (*pgxpool.Pool, *pgxpool.Config) {
 	s := server(t)
 	name := fmt.Sprintf("%s_%d", s.runID, s.made.Add(1))
 	ctx := context.Background() // t.Context ends before Cleanup runs
-	if _, err := s.admin.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+s.template); err != nil {
+	if err := s.adminExec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+s.template); err != nil {
 		t.Fatalf("create test database: %v", err)
 	}
 	t.Cleanup(func() {
-		if _, err := s.admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		if err := s.adminExec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
 			t.Errorf("drop test database: %v", err)
 		}
 	})
@@ -124,6 +126,27 @@ func newTestDatabase(t testing.TB) (*pgxpool.Pool, *pgxpool.Config) {
 	}
 	t.Cleanup(pool.Close) // before the drop: cleanups run last first
 	return pool, cfg.Copy()
+}
+
+// adminExec runs sql on the maintenance database, again on a fresh
+// connection if the one it got had died: the restart test ends every
+// session, the admin pool's idle ones included.
+func (s *testServer) adminExec(ctx context.Context, sql string) error {
+	var err error
+	for range 3 {
+		if _, err = s.admin.Exec(ctx, sql); err == nil || !isConnError(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// isConnError reports an error of a connection that the server ended.
+func isConnError(err error) bool {
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		return strings.HasPrefix(pgErr.Code, "57P") // admin_shutdown, crash_shutdown, cannot_connect_now
+	}
+	return pgconn.SafeToRetry(err) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // configFor returns a pool config for database name of s.
