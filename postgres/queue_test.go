@@ -326,3 +326,35 @@ func requireWoken(t *testing.T, wake <-chan struct{}) {
 		t.Fatal("no wake within 5 s")
 	}
 }
+
+// TestHealthOutlivesTheProcess settles failures through two Queues with
+// pools of their own, as a replica and its successor after a restart
+// would: the second continues the first's count and clock, so that the
+// days to disabling a registration are counted across restarts.
+func TestHealthOutlivesTheProcess(t *testing.T) {
+	t.Parallel()
+	pool, cfg := newTestDatabase(t)
+	first := newTestQueue(t, pool, webhook.QueueLimits{})
+	d := testDelivery("d", "s", "t", testBase)
+	require.NoError(t, first.Enqueue(t.Context(), d))
+	failed := func(q *Queue, now time.Time) webhook.Health {
+		t.Helper()
+		got, err := q.Claim(t.Context(), now, 1, time.Minute, 1)
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		got[0].Attempts++
+		got[0].Due = now
+		h, err := q.Settle(t.Context(), now, webhook.Outcome{Delivery: got[0], Kind: webhook.Retried, Failed: true})
+		require.NoError(t, err)
+		return h[0]
+	}
+	day := 24 * time.Hour
+	require.Equal(t, webhook.Health{Failures: 1, FailingSince: testBase}, failed(first, testBase))
+	first.Close()
+
+	p, err := pgxpool.NewWithConfig(t.Context(), cfg.Copy())
+	require.NoError(t, err)
+	defer p.Close()
+	next := newTestQueue(t, p, webhook.QueueLimits{})
+	require.Equal(t, webhook.Health{Failures: 2, FailingSince: testBase}, failed(next, testBase.Add(3*day)))
+}
