@@ -45,10 +45,11 @@ type QueueConfig struct {
 // row per registration), ordered by each one's earliest ready delivery,
 // one space at a time, so that its cost grows with what it returns and
 // with the number of spaces that have work, not with what is waiting.
-// Claims commit without waiting for the disk (synchronous_commit off): a
-// lease lost in a crash of the server makes its delivery claimable again,
-// which the Queue contract allows. Every other write is durable when it
-// returns.
+// Claims and Settles commit without waiting for the disk
+// (synchronous_commit off): a crash of the server may undo the last
+// fraction of a second of them, which makes their deliveries claimable
+// again, sent twice at worst, as the Queue contract allows; never lost.
+// Enqueue, Revive and Purge are durable when they return.
 //
 // Two replicas claiming at the same instant each see the other's leases
 // only once it commits: the perTarget limit and a target's order still

@@ -16,7 +16,15 @@ import (
 // Settle records outcomes, in order, as the Queue contract says, in one
 // transaction of two round trips however many there are: one begins it,
 // locks their targets and reads where their deliveries stand, the other
-// writes them all and commits. A delivery's Target must be the one it was enqueued with. It
+// writes them all and commits.
+//
+// Like a Claim, and unlike an Enqueue, a Settle commits without waiting
+// for the disk (synchronous_commit off): a crash of the server, not of
+// this process, may undo the Settles of its last fraction of a second,
+// whose deliveries are then attempted again (a Delivered one sent twice,
+// as the Queue contract allows) and whose failures are not counted. In
+// exchange a Settle holds its targets' locks, which Enqueue and Claim
+// wait for or skip, for a round trip rather than a flush to disk. A delivery's Target must be the one it was enqueued with. It
 // NOTIFYs (see Wake) when it makes a delivery pending that is due by now.
 func (q *Queue) Settle(ctx context.Context, now time.Time, outcomes ...webhook.Outcome) ([]webhook.Health, error) {
 	if err := ctx.Err(); err != nil {
@@ -143,6 +151,7 @@ func (s *settlement) read(ctx context.Context, conn *pgx.Conn) error {
 	}
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
+	b.Queue(`SET LOCAL synchronous_commit = off`) // see Settle
 	b.Queue(readTargetsSQL, s.targets)
 	b.Queue(`SELECT id, lease_until IS NOT NULL, died IS NOT NULL FROM webhook_deliveries
 		WHERE id = ANY($1) FOR UPDATE`, ids)
@@ -152,8 +161,10 @@ func (s *settlement) read(ctx context.Context, conn *pgx.Conn) error {
 	}
 	br := conn.SendBatch(ctx, b)
 	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return err
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
 	}
 	found, err := s.readTargets(br.Query())
 	if err != nil {
