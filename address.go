@@ -149,7 +149,7 @@ func (p AddressPolicy) checkHost(host string) error {
 	}
 	name := strings.TrimSuffix(strings.ToLower(host), ".")
 	if name == "localhost" || strings.HasSuffix(name, ".localhost") {
-		return fmt.Errorf("%w: %s is localhost", ErrRefusedAddress, host)
+		return fmt.Errorf("%w: %s is localhost; to reach this machine on purpose, write its address and allow it (AddressPolicy.AllowedPrefixes)", ErrRefusedAddress, host)
 	}
 	// Spellings that net/url accepts and netip does not ("0x7f.1") are
 	// names here; the dial-time check sees what they resolve to.

@@ -10,9 +10,10 @@ import (
 
 // deliveries builds what one Dispatch call sends to reg: the items of its
 // events, cut into bodies of at most chunk_size items and maxBody bytes.
-// Body N is due N*chunk_delay after now. The items are built in buf, which
-// it returns, grown, for the next call: each body is then one allocation
-// of its exact size, however many items it took to build. spans holds the
+// Body N is due N*chunk_delay after now, or as late as time allows (see
+// chunkWait). The items are built in buf, which it returns, grown, for the
+// next call: each body is then one allocation of its exact size, however
+// many items it took to build. spans holds the
 // member spans of one event's record, as parseEvent noted them: those of
 // the call's last event, which no later event overwrote, and most calls
 // carry one event.
@@ -28,7 +29,7 @@ func deliveries(ctx context.Context, exp Expander, reg *registration, events []*
 		copy(b, body[:n])
 		b[0], b[n] = '[', ']'
 		ds = append(ds, &Delivery{ID: newUUID(), Space: reg.hook.Space, WebhookID: reg.hook.ID, Target: reg.key, EventIDs: ids,
-			Body: b, Created: now, Due: now.Add(time.Duration(len(ds)) * reg.chunkDelay)})
+			Body: b, Created: now, Due: now.Add(chunkWait(len(ds), reg.chunkDelay))})
 		body, ids = body[:copy(body, body[n:])], nil
 	}
 	for _, ev := range events {

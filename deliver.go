@@ -343,6 +343,12 @@ func orDefault[T int | int64 | time.Duration](v, def T) T {
 // take the Queue past its bounds; and it returns the Expander's and the
 // Queue's errors. A refused call delivers nothing, so the caller can fix
 // it and call again without duplicates. After Close it returns ErrClosed.
+//
+// A registration receives its deliveries in the order the Queue accepted
+// them (with MaxInFlight 1, while none fails), so a host dispatches the
+// changes of a record in the order it made them: in the transaction of
+// each write (DispatchTo), or under the lock that orders its writes. The
+// Expander runs inside the call, under that lock too.
 func (d *Dispatcher) Dispatch(ctx context.Context, events ...Event) error {
 	return d.dispatch(ctx, d.queue, true, events)
 }

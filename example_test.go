@@ -259,3 +259,68 @@ type transportFunc func(ctx context.Context, req *webhook.Request) (*webhook.Res
 func (f transportFunc) Send(ctx context.Context, req *webhook.Request) (*webhook.Response, error) {
 	return f(ctx, req)
 }
+
+func ExampleHandler() {
+	ctx := context.Background()
+	reg, err := webhook.NewRegistry(ctx, webhook.RegistryConfig{})
+	if err != nil {
+		panic(err)
+	}
+	defer reg.Close()
+
+	// Mounted where Pipeliner serves the Webhook entity. The space comes
+	// from the path here; a real host checks that the caller may use it
+	// (or takes it from the caller's token) and fails otherwise.
+	const path = "/api/v100/rest/spaces/{space}/entities/Webhooks"
+	h, err := webhook.NewHandler(webhook.HandlerConfig{
+		Registry: reg,
+		Prefix:   path,
+		Space:    func(r *http.Request) (string, error) { return r.PathValue("space"), nil },
+	})
+	if err != nil {
+		panic(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(path, h)     // list, create
+	mux.Handle(path+"/", h) // get, update, delete, batch-delete, batch-modify
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	call := func(method, space, rest, body string) (status int, answer string) {
+		req, _ := http.NewRequest(method, srv.URL+"/api/v100/rest/spaces/"+space+"/entities/Webhooks"+rest, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			panic(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	// A tenant registers a webhook; the id it sends is ignored.
+	status, answer := call("POST", "team-1", "", `{"id":"01234567-abcd-dcba-ffff-000000000000",
+		"url":"https://example.com/hooks","events":["Account.Create"]}`)
+	var created struct{ Data webhook.Webhook }
+	json.Unmarshal([]byte(answer), &created)
+	fmt.Println(status, created.Data.URL, created.Data.ID != "01234567-abcd-dcba-ffff-000000000000")
+
+	// Another tenant cannot see it: its id is unknown there.
+	status, _ = call("GET", "team-2", "/"+created.Data.ID, "")
+	fmt.Println(status)
+
+	// Every mistake of a body at once, in Pipeliner's error JSON.
+	status, answer = call("PATCH", "team-1", "/"+created.Data.ID, `{"url":"ftp://example.com","insecure_ssl":"yes"}`)
+	var invalid struct {
+		Name        string
+		FieldErrors []struct {
+			FieldName string `json:"field_name"`
+		} `json:"field_errors"`
+	}
+	json.Unmarshal([]byte(answer), &invalid)
+	fmt.Println(status, invalid.Name, invalid.FieldErrors)
+	// Output:
+	// 201 https://example.com/hooks true
+	// 404
+	// 422 ERROR_ENTITY_VALIDATION [{insecure_ssl} {url}]
+}

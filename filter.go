@@ -2,8 +2,8 @@ package webhook
 
 import (
 	"encoding/json"
-	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -64,18 +64,22 @@ func parseOp(s string) (op, bool) {
 // path is a dot path split into gjson-escaped keys.
 type path []string
 
-func compilePath(field, s string) (path, error) {
-	if !utf8.ValidString(s) {
-		return nil, notUTF8(field, s)
+// compilePath checks the dot path s, which field names, and splits it.
+func compilePath(field, s string) (path, *FieldError) {
+	c := compiler{errs: &problems{}}
+	if p, ok := c.path(field, -1, s); ok {
+		return p, nil
 	}
+	return nil, c.errs.list[0]
+}
+
+// splitPath splits a dot path that checkPath accepted.
+func splitPath(s string) path {
 	keys := strings.Split(s, ".")
 	for i, k := range keys {
-		if k == "" {
-			return nil, invalid(field, "%q is not a dot path: empty name", s)
-		}
 		keys[i] = gjson.Escape(k)
 	}
-	return keys, nil
+	return keys
 }
 
 // fieldRef is a field that a filter or on-field-change reads: its path,
@@ -89,8 +93,14 @@ type fieldRef struct {
 // condition is one field of a filter.
 type condition struct {
 	fieldRef
-	op     op
-	values []value // the filter's value or list of values, any of which may hold
+	op op
+	// indexable says that the index may file a registration under the
+	// condition's values: it is "eq" to strings that are not numbers, and
+	// booleans (see index.indexedBy).
+	indexable bool
+	// values are the filter's value or list of values, any of which may
+	// hold, each once; none for the operators that ignore them.
+	values []value
 }
 
 // value is a filter value, parsed once. A large registry holds many: it
@@ -114,42 +124,20 @@ func (x *value) number() number {
 	return number{text: x.text, f: math.Float64frombits(x.num)}
 }
 
-func compileEntity(field string, o EntityOptions) (*entityRules, error) {
-	rules := &entityRules{}
-	for _, p := range sortedKeys(o.FilterOp) {
-		if _, ok := o.Filter[p]; !ok {
-			return nil, invalid(field+".filter-op."+p, "no filter for %q", p)
-		}
+// pack moves the filter's values, and the paths of the filter and of
+// on-field-change, into one allocation each.
+func (rules *entityRules) pack() {
+	values := make([]*[]value, len(rules.filter))
+	paths := make([]*path, 0, len(rules.filter)+len(rules.onChange))
+	for i := range rules.filter {
+		values[i] = &rules.filter[i].values
+		paths = append(paths, &rules.filter[i].path)
 	}
-	var values []*[]value
-	var paths []*path
-	if len(o.Filter) > 0 {
-		rules.filter = make([]condition, len(o.Filter))
-	}
-	for i, p := range sortedKeys(o.Filter) {
-		c := &rules.filter[i]
-		var err error
-		if *c, err = compileCondition(field, p, o.Filter[p], o.FilterOp[p]); err != nil {
-			return nil, err
-		}
-		values, paths = append(values, &c.values), append(paths, &c.path)
-	}
-	if len(o.OnFieldChange) > 0 {
-		rules.onChange = make([]fieldRef, len(o.OnFieldChange))
-	}
-	for i, s := range o.OnFieldChange {
-		p, err := compilePath(fmt.Sprintf("%s.on-field-change[%d]", field, i), s)
-		if err != nil {
-			return nil, err
-		}
-		rules.onChange[i] = fieldRef{path: p, key: s}
+	for i := range rules.onChange {
 		paths = append(paths, &rules.onChange[i].path)
 	}
 	pack(values)
 	pack(paths)
-	var err error
-	rules.proj, err = compileProjection(field, o)
-	return rules, err
 }
 
 // pack moves the lists into one allocation: a large registry holds many
@@ -167,52 +155,128 @@ func pack[S ~[]E, E any](lists []*S) {
 	}
 }
 
-func compileCondition(field, p string, raw json.RawMessage, opName string) (condition, error) {
-	ff := field + ".filter." + p
-	c := condition{fieldRef: fieldRef{key: p}}
-	var err error
-	if c.path, err = compilePath(ff, p); err != nil {
-		return c, err
+// condition compiles the filter of one field: p is its dot path, raw its
+// value or list of values, opName its operator; field names it.
+func (c *compiler) condition(field, p string, raw json.RawMessage, opName string) (condition, bool) {
+	cond := condition{fieldRef: fieldRef{key: p}}
+	var ok bool
+	if cond.path, ok = c.path(field, -1, p); !ok {
+		return cond, false
 	}
 	if opName == "" {
 		opName = "eq" // Pipeliner's default
 	}
-	var ok bool
-	if c.op, ok = parseOp(opName); !ok {
-		return c, invalid(field+".filter-op."+p, "unknown operator %q; want one of %s", opName, strings.Join(opNames[:], ", "))
+	if cond.op, ok = parseOp(opName); !ok {
+		c.errs.add(invalid(c.entity+".filter-op."+p, "unknown operator %q; want one of %s", clip(opName), strings.Join(opNames[:], ", ")))
+		return cond, false
 	}
 	if !validJSON(raw, nil) {
-		return c, invalid(ff, "not JSON: %s", shorten(raw))
+		c.errs.add(invalid(field, "not JSON: %s", shorten(raw)))
+		return cond, false
 	}
 	// Read in place: for a registration, raw is part of the options JSON it
 	// keeps, which nothing modifies (see viewOptions), so the values' text
 	// may point into it rather than into a copy of every filter's JSON.
 	v := gjson.Parse(bytesView(raw))
-	list := v.IsArray()
-	v.ForEach(func(_, elem gjson.Result) bool {
-		if elem.IsObject() || elem.IsArray() {
-			err = invalid(ff, "want a value or a list of values, got %s", shorten([]byte(elem.Raw)))
-			return false
-		}
-		x := newValue(elem)
-		switch c.op {
-		case opIContains, opIStarts, opIEnds:
-			x.text = string(appendFold(nil, x.text))
-		}
-		c.values = append(c.values, x)
-		return true
-	})
-	switch {
-	case err != nil:
-		return c, err
-	case v.IsObject():
-		return c, invalid(ff, "want a value or a list of values, got an object")
-	case list && len(c.values) == 0:
-		return c, invalid(ff, "empty list; give at least one value")
-	case c.op == opBetween && (!list || len(c.values) != 2):
-		return c, invalid(ff, "between needs a list of two values, [low, high]")
+	if fe := c.values(field, &cond, v); fe != nil {
+		c.errs.add(fe)
+		return cond, false
 	}
-	return c, nil
+	return cond, true
+}
+
+// values reads the values of a condition from v, a value or a list.
+func (c *compiler) values(field string, cond *condition, v gjson.Result) *FieldError {
+	list := v.IsArray()
+	n := 1
+	if list {
+		n = countElements(v)
+	}
+	switch {
+	case v.IsObject():
+		return invalid(field, "want a value or a list of values, got an object")
+	case list && n == 0:
+		return invalid(field, "empty list; give at least one value")
+	case cond.op == opBetween && (!list || n != 2):
+		return invalid(field, "between needs a list of two values, [low, high]")
+	case c.lim != nil:
+		if fe := tooMany(field, n, "values", c.lim.FilterValues); fe != nil {
+			return fe
+		}
+	}
+	cond.values = make([]value, 0, n)
+	var fe *FieldError
+	v.ForEach(func(_, elem gjson.Result) bool {
+		switch {
+		case elem.IsObject() || elem.IsArray():
+			fe = invalid(field, "want a value or a list of values, got %s", shorten([]byte(elem.Raw)))
+		case c.lim != nil && len(elem.Raw) > c.lim.FilterValueBytes:
+			fe = tooLong(field, "a value of", len(elem.Raw), c.lim.FilterValueBytes)
+		default:
+			cond.values = append(cond.values, cond.op.value(elem))
+		}
+		return fe == nil
+	})
+	if fe != nil {
+		return fe
+	}
+	switch cond.op {
+	case opNull, opNotNull, opEmpty, opNotEmpty:
+		cond.values = nil // checked, and ignored
+	case opBetween: // low and high, in their places
+	default:
+		cond.values = distinct(cond.values)
+	}
+	cond.indexable = cond.op == opEq
+	for _, x := range cond.values {
+		if !(x.typ == gjson.String && !x.isNum || x.typ == gjson.True || x.typ == gjson.False) {
+			cond.indexable = false
+		}
+	}
+	return nil
+}
+
+// value compiles one filter value of the operator o.
+func (o op) value(r gjson.Result) value {
+	x := newValue(r)
+	switch o {
+	case opIContains, opIStarts, opIEnds:
+		x.text = string(appendFold(nil, x.text))
+	case opEq, opIEq, opNotEq, opNotIEq:
+		// A boolean equals what its text does (see equal): as a string it
+		// is the same value, which distinct and the index then see once.
+		if x.typ == gjson.True || x.typ == gjson.False {
+			x.typ = gjson.String
+		}
+	}
+	return x
+}
+
+// distinct returns values without repeats, in their order: a value given
+// twice would be compared twice per event, and filed twice in the index.
+func distinct(values []value) []value {
+	type key struct {
+		typ  gjson.Type
+		text string
+	}
+	var seen map[key]struct{}
+	if len(values) > 8 {
+		seen = make(map[key]struct{}, len(values))
+	}
+	out := values[:0]
+	for _, x := range values {
+		if seen != nil {
+			k := key{x.typ, x.text}
+			if _, dup := seen[k]; dup {
+				continue
+			}
+			seen[k] = struct{}{}
+		} else if slices.ContainsFunc(out, func(y value) bool { return y.typ == x.typ && y.text == x.text }) {
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
 }
 
 func newValue(r gjson.Result) value {
@@ -261,6 +325,8 @@ type fields struct {
 	n     int
 	cache [8]cachedField
 	m     members // where data's members are, when validJSON noted them
+	// folded is where fold folds fields too long for the stack.
+	folded []byte
 }
 
 type cachedField struct {
@@ -383,65 +449,83 @@ func (c *condition) holds(f *fields) bool {
 		return true
 	}
 	for _, v := range vals {
-		if c.test(v) {
+		if c.test(v, f) {
 			return true
 		}
 	}
 	return false
 }
 
-// test applies c to one value of the record.
-func (c *condition) test(v gjson.Result) bool {
-	if c.op == opBetween {
+// test applies c to one value of the record; f holds the record.
+func (c *condition) test(v gjson.Result, f *fields) bool {
+	switch c.op {
+	case opBetween:
 		lo, okLo := compare(v, &c.values[0])
 		hi, okHi := compare(v, &c.values[1])
 		return okLo && okHi && lo >= 0 && hi <= 0
-	}
-	for i := range c.values {
-		x := &c.values[i]
-		switch c.op {
-		case opEq, opIEq:
-			if equal(v, x, c.op == opIEq) {
+	case opEq, opIEq:
+		for i := range c.values {
+			if equal(v, &c.values[i], c.op == opIEq) {
 				return true
 			}
-		case opGt, opGte, opLt, opLte:
-			n, ok := compare(v, x)
+		}
+		return false
+	case opGt, opGte, opLt, opLte:
+		for i := range c.values {
+			n, ok := compare(v, &c.values[i])
 			if ok && (c.op == opGt && n > 0 || c.op == opGte && n >= 0 || c.op == opLt && n < 0 || c.op == opLte && n <= 0) {
 				return true
 			}
-		default:
-			s, ok := text(v)
-			if ok && x.typ != gjson.Null && matchText(c.op, s, x) {
-				return true
-			}
+		}
+		return false
+	}
+	s, ok := text(v)
+	if !ok {
+		return false
+	}
+	switch c.op {
+	case opIContains, opIStarts, opIEnds:
+		// The i* operators compare folded text: the filter values were
+		// folded once when compiled, the field is folded here once for all
+		// of them, which keeps the cost of a value that of a comparison.
+		var buf [256]byte
+		s = f.fold(s, buf[:0])
+	}
+	for i := range c.values {
+		if x := &c.values[i]; x.typ != gjson.Null && matchText(c.op, s, x.text) {
+			return true
 		}
 	}
 	return false
 }
 
-func matchText(o op, s string, x *value) bool {
+// matchText applies a string operator to s, folded for the i* operators,
+// and a filter value's text t.
+func matchText(o op, s, t string) bool {
 	switch o {
-	case opContains:
-		return strings.Contains(s, x.text)
-	case opStarts:
-		return strings.HasPrefix(s, x.text)
-	case opEnds:
-		return strings.HasSuffix(s, x.text)
-	}
-	// The i* operators compare folded text: the filter value was folded
-	// once at compile time, the field is folded here into a stack buffer,
-	// which keeps icontains linear in the field's length.
-	var buf [256]byte
-	folded := bytesView(appendFold(buf[:0], s))
-	switch o {
-	case opIContains:
-		return strings.Contains(folded, x.text)
-	case opIStarts:
-		return strings.HasPrefix(folded, x.text)
-	case opIEnds:
-		return strings.HasSuffix(folded, x.text)
+	case opContains, opIContains:
+		return strings.Contains(s, t)
+	case opStarts, opIStarts:
+		return strings.HasPrefix(s, t)
+	case opEnds, opIEnds:
+		return strings.HasSuffix(s, t)
 	}
 	return false
+}
+
+// fold returns s folded (see appendFold), in buf when it fits, else in a
+// buffer of f's that it reuses: folding never lengthens a string, so a
+// record's field costs one allocation at most, whatever the registrations
+// that fold it. The result is valid until the next call.
+func (f *fields) fold(s string, buf []byte) string {
+	if len(s) <= cap(buf) {
+		return bytesView(appendFold(buf, s))
+	}
+	if cap(f.folded) < len(s) {
+		f.folded = make([]byte, 0, len(s))
+	}
+	f.folded = appendFold(f.folded[:0], s)
+	return bytesView(f.folded)
 }
 
 func isEmpty(vals []gjson.Result, many bool) bool {

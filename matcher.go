@@ -3,6 +3,7 @@ package webhook
 import (
 	"encoding/json"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"unsafe"
@@ -192,9 +193,11 @@ func bytesView(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(
 // index finds registrations by space and event name, and within those by
 // an equality filter, so that the cost of an event does not grow with the
 // registrations that filter it out. Writers change only the entries of one
-// registration, each in O(1). The maps are shared by all buckets rather
-// than kept per bucket: most buckets hold a registration or two, and a map
-// apiece would cost more than the registrations. It requires Registry.mu.
+// registration, each in O(1), so that the write lock is held for a time
+// linear in the registration's size. The maps are shared by all buckets
+// rather than kept per bucket: most buckets hold a registration or two,
+// and a map apiece would cost more than the registrations. It requires
+// Registry.mu.
 type index struct {
 	spaces map[string]*spaceIndex
 	// eq holds the indexed registrations of a bucket by field and value:
@@ -202,8 +205,24 @@ type index struct {
 	// file one registration, which then costs no slice.
 	eq     map[eqKey]*registration
 	eqMore map[eqKey][]*registration
-	pos    map[posKey]int // where a registration is in its bucket's plain or indexed slice
+	// eqPos is where a registration is in a list of eqMore longer than
+	// eqScan, so that removing it does not scan the list: registrations of
+	// a bucket that filter on the same value are few, but nothing bounds
+	// how many.
+	eqPos map[eqPosKey]int
+	pos   map[posKey]int // where a registration is in its bucket's plain or indexed slice
 }
+
+// eqScan is the longest list of index.eqMore that is scanned rather than
+// indexed by index.eqPos.
+const eqScan = 16
+
+// maxIndexEntries bounds the entries one registration makes in index.eq
+// and index.eqMore, one for each value of its indexed filter in each of
+// its buckets: a registration with more (many events, many values) is
+// tried for every event of its buckets, at a cost its limits bound,
+// rather than making the index grow with the product of its lists.
+const maxIndexEntries = 4096
 
 type spaceIndex struct {
 	buckets map[string]*bucket // by event name, "Entity.*" or "*"
@@ -231,54 +250,96 @@ type eqKey struct {
 	value string
 }
 
+type eqPosKey struct {
+	eqKey
+	reg *registration
+}
+
 type posKey struct {
 	b   *bucket
 	reg *registration
 }
 
+// indexKeys yields the keys that file a registration with these events in
+// the index: "*" stands for everything and "Entity.*" for the rest of its
+// entity, so that no event reaches the registration through two keys.
+// They are worked out when needed rather than kept: a registration is
+// filed and removed once each.
+func indexKeys(events []string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		if len(events) > 16 {
+			manyIndexKeys(events, yield)
+			return
+		}
+		if slices.Contains(events, "*") {
+			yield("*")
+			return
+		}
+		for i, name := range events {
+			entity, action, _ := strings.Cut(name, ".")
+			if action != "*" && slices.Contains(events, entity+".*") || slices.Contains(events[:i], name) {
+				continue
+			}
+			if !yield(name) {
+				return
+			}
+		}
+	}
+}
+
+// manyIndexKeys is indexKeys for a long list, in linear time.
+func manyIndexKeys(events []string, yield func(string) bool) {
+	yielded := make(map[string]bool, len(events)) // every name listed: whether it was yielded
+	for _, name := range events {
+		yielded[name] = false
+	}
+	if _, all := yielded["*"]; all {
+		yield("*")
+		return
+	}
+	for _, name := range events {
+		if yielded[name] {
+			continue
+		}
+		if entity, action, _ := strings.Cut(name, "."); action != "*" {
+			if _, listed := yielded[entity+".*"]; listed {
+				continue
+			}
+		}
+		yielded[name] = true
+		if !yield(name) {
+			return
+		}
+	}
+}
+
 // indexedBy returns the condition that files reg under the bucket key, or
 // nil when reg goes with the plain ones. Only "eq" to strings that are not
-// numbers, or to booleans, qualifies: then a record's value matches
-// exactly when its text is one of the values (see equal), so the lookup
-// never misses a registration that fires.
+// numbers, or to booleans, qualifies (condition.indexable): then a
+// record's value matches exactly when its text is one of the values (see
+// equal), so the lookup never misses a registration that fires. Such a
+// condition comes first in its filter, where compiling put it.
 func (reg *registration) indexedBy(key string) *condition {
 	entity, _, _ := strings.Cut(key, ".")
 	if entity == "*" || entity == customEntity {
 		return nil // the entity, or its options key, varies by event
 	}
-	rules := reg.rulesOf(entity)
-	if rules == nil {
+	rules := reg.searchRules(entity)
+	if rules == nil || len(rules.filter) == 0 || !rules.filter[0].indexable {
 		return nil
 	}
-conditions:
-	for i := range rules.filter {
-		c := &rules.filter[i]
-		if c.op != opEq {
-			continue
-		}
-		for _, x := range c.values {
-			if !(x.typ == gjson.String && !x.isNum || x.typ == gjson.True || x.typ == gjson.False) {
-				continue conditions
-			}
-		}
-		return c
+	c := &rules.filter[0]
+	if len(reg.hook.Events)*len(c.values) > maxIndexEntries {
+		return nil
 	}
-	return nil
-}
-
-// distinctValues calls f with each value of c once.
-func (c *condition) distinctValues(f func(text string)) {
-	for j, x := range c.values {
-		if !slices.ContainsFunc(c.values[:j], func(y value) bool { return y.text == x.text }) {
-			f(x.text)
-		}
-	}
+	return c
 }
 
 func (ix *index) add(reg *registration) {
 	if ix.spaces == nil {
 		ix.spaces, ix.pos = map[string]*spaceIndex{}, map[posKey]int{}
 		ix.eq, ix.eqMore = map[eqKey]*registration{}, map[eqKey][]*registration{}
+		ix.eqPos = map[eqPosKey]int{}
 	}
 	sp := ix.spaces[reg.hook.Space]
 	if sp == nil {
@@ -305,18 +366,71 @@ func (ix *index) add(reg *registration) {
 			b.fields = append(b.fields, f)
 		}
 		f.n++
-		c.distinctValues(func(text string) {
-			k := eqKey{f, text}
-			switch more := ix.eqMore[k]; {
-			case ix.eq[k] == nil:
-				ix.eq[k] = reg
-			case len(more) == 0:
-				f.nMore++
-				fallthrough
-			default:
-				ix.eqMore[k] = append(more, reg)
-			}
-		})
+		// The values are distinct (see distinct): each files reg once.
+		for i := range c.values {
+			ix.file(eqKey{f, c.values[i].text}, reg)
+		}
+	}
+}
+
+// file files reg under k.
+func (ix *index) file(k eqKey, reg *registration) {
+	if ix.eq[k] == nil {
+		ix.eq[k] = reg
+		return
+	}
+	more := append(ix.eqMore[k], reg)
+	ix.eqMore[k] = more
+	switch n := len(more); {
+	case n == 1:
+		k.field.nMore++
+	case n == eqScan+1:
+		for i, r := range more {
+			ix.eqPos[eqPosKey{k, r}] = i
+		}
+	case n > eqScan+1:
+		ix.eqPos[eqPosKey{k, reg}] = n - 1
+	}
+}
+
+// unfile removes reg from under k.
+func (ix *index) unfile(k eqKey, reg *registration) {
+	more := ix.eqMore[k]
+	if len(more) == 0 {
+		delete(ix.eq, k)
+		return
+	}
+	long, last := len(more) > eqScan, len(more)-1
+	var i int
+	switch {
+	case ix.eq[k] == reg:
+		// The last of the others takes its place, and leaves the list.
+		ix.eq[k], reg, i = more[last], more[last], last
+	case long:
+		i = ix.eqPos[eqPosKey{k, reg}]
+	default:
+		i = slices.Index(more, reg)
+	}
+	more[i] = more[last]
+	if long {
+		delete(ix.eqPos, eqPosKey{k, reg})
+		if i != last {
+			ix.eqPos[eqPosKey{k, more[i]}] = i
+		}
+	}
+	more[last] = nil
+	more = more[:last]
+	switch {
+	case len(more) == 0:
+		delete(ix.eqMore, k)
+		k.field.nMore--
+	case long && len(more) == eqScan:
+		for _, r := range more {
+			delete(ix.eqPos, eqPosKey{k, r})
+		}
+		fallthrough
+	default:
+		ix.eqMore[k] = more
 	}
 }
 
@@ -328,29 +442,9 @@ func (ix *index) remove(reg *registration) {
 		if c := reg.indexedBy(key); c != nil {
 			list = &b.indexed
 			f := b.field(c.key)
-			c.distinctValues(func(text string) {
-				k := eqKey{f, text}
-				more := ix.eqMore[k]
-				switch {
-				case len(more) == 0:
-					delete(ix.eq, k)
-					return
-				case ix.eq[k] == reg:
-					ix.eq[k] = more[len(more)-1]
-					more[len(more)-1] = nil
-					more = more[:len(more)-1]
-				default:
-					// Registrations filtering on the same value of the
-					// same field in one bucket are few: a scan is cheap.
-					more = slices.DeleteFunc(more, func(r *registration) bool { return r == reg })
-				}
-				if len(more) == 0 {
-					delete(ix.eqMore, k)
-					f.nMore--
-				} else {
-					ix.eqMore[k] = more
-				}
-			})
+			for i := range c.values {
+				ix.unfile(eqKey{f, c.values[i].text}, reg)
+			}
 			if f.n--; f.n == 0 {
 				b.fields = slices.DeleteFunc(b.fields, func(g *eqField) bool { return g == f })
 			}

@@ -3,324 +3,299 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"net/url"
-	"reflect"
-	"slices"
 	"sort"
 	"strconv"
-	"strings"
-	"time"
 	"unicode/utf8"
 	"unsafe"
 
 	"github.com/tidwall/gjson"
 )
 
-// The options object and the JSON of a registration: decoding, encoding,
-// validation and compiling.
+// The options object, described once: optionsFormat and entityFormat list
+// every key with its JSON name(s), its kind, its limit and how it is
+// compiled. Decoding a client's JSON (Options.UnmarshalJSON), reading the
+// JSON a Registry stored (viewOptions), checking limits and compiling all
+// follow from them, so that they cannot disagree. encodeOptions is
+// json.Marshal, whose names are the struct tags of Options and
+// EntityOptions; TestOptionsFormatNamesAreTheStructTags holds the two
+// together.
 
-// timeLayout is how Pipeliner writes created and modified.
-const timeLayout = "2006-01-02T15:04:05"
+// optionKind is the JSON shape of an option, which says how it is decoded
+// and how its limit counts.
+type optionKind uint8
 
-type webhookJSON struct {
-	ID          string          `json:"id,omitempty"`
-	URL         string          `json:"url"`
-	Events      []string        `json:"events"`
-	Options     json.RawMessage `json:"options"`
-	InsecureSSL bool            `json:"insecure_ssl"`
-	Signature   string          `json:"signature,omitempty"`
-	Created     string          `json:"created,omitempty"`
-	Modified    string          `json:"modified,omitempty"`
-	Disabled    *disabledJSON   `json:"disabled,omitempty"`
+const (
+	entitiesKind  optionKind = iota + 1 // an object of entity options by entity name
+	entityKind                          // one entity's options, or null
+	namesKind                           // a list of names
+	pathsKind                           // a list of dot paths
+	numberKind                          // a whole number
+	filterKind                          // an object of a value, or a list of values, by dot path
+	operatorsKind                       // an object of an operator name by dot path
+)
+
+// option is one key of an options object whose Go form is T.
+type option[T any] struct {
+	name  string // as JSON writes it
+	alias string // another spelling that decoding accepts
+	kind  optionKind
+	unit  string            // what it counts, in its limit's error: "paths"
+	limit func(*Limits) int // its most entries (for a number, its largest value); nil for none
+	// Where the option is in T: the accessor of its kind.
+	list     func(*T) *[]string // namesKind, pathsKind
+	number   func(*T) *int
+	filter   func(*T) *map[string]json.RawMessage
+	ops      func(*T) *map[string]string
+	entities func(*T) *map[string]EntityOptions
+	entity   func(*T) **EntityOptions
+	// compile checks the option's value in T, within its limit, and builds
+	// it into what c is compiling; field names the option.
+	compile func(c *compiler, field string, x *T)
 }
 
-type disabledJSON struct {
-	At     string `json:"at"`
-	Reason string `json:"reason"`
+// optionsFormat describes the options object. It is read only.
+var optionsFormat = [...]option[Options]{
+	{name: "entity", kind: entitiesKind, unit: "entities",
+		limit:    func(l *Limits) int { return l.Entities },
+		entities: func(o *Options) *map[string]EntityOptions { return &o.Entity },
+		compile:  (*compiler).entities},
+	{name: "related_entity", kind: entityKind,
+		entity:  func(o *Options) **EntityOptions { return &o.RelatedEntity },
+		compile: (*compiler).relatedEntity},
+	{name: "skip_keys", kind: namesKind, unit: "keys",
+		limit:   func(l *Limits) int { return l.SkipKeys },
+		list:    func(o *Options) *[]string { return &o.SkipKeys },
+		compile: func(c *compiler, f string, o *Options) { c.reg.skipKeys = c.names(f, o.SkipKeys) }},
+	{name: "chunk_size", kind: numberKind,
+		number:  func(o *Options) *int { return &o.ChunkSize },
+		compile: (*compiler).chunkSize},
+	{name: "chunk_delay", kind: numberKind, unit: "seconds",
+		limit:   func(l *Limits) int { return l.ChunkDelay },
+		number:  func(o *Options) *int { return &o.ChunkDelay },
+		compile: (*compiler).chunkDelay},
+	{name: "custom_entity_api_name", kind: namesKind, unit: "names",
+		limit:   func(l *Limits) int { return l.CustomEntities },
+		list:    func(o *Options) *[]string { return &o.CustomEntityAPIName },
+		compile: func(c *compiler, f string, o *Options) { c.reg.custom = c.names(f, o.CustomEntityAPIName) }},
 }
 
-// MarshalJSON writes w in Pipeliner's shape.
-func (w Webhook) MarshalJSON() ([]byte, error) {
-	opts, err := json.Marshal(w.Options)
-	if err != nil {
-		return nil, err
-	}
-	return w.marshal(opts)
+// entityFormat describes the options of one entity. It is read only.
+var entityFormat = [...]option[EntityOptions]{
+	{name: "expand", kind: pathsKind, unit: "paths",
+		limit:   func(l *Limits) int { return l.Expand },
+		list:    func(e *EntityOptions) *[]string { return &e.Expand },
+		compile: (*compiler).expand},
+	{name: "load-only", alias: "load_only", kind: pathsKind, unit: "paths",
+		limit:   func(l *Limits) int { return l.LoadOnly },
+		list:    func(e *EntityOptions) *[]string { return &e.LoadOnly },
+		compile: (*compiler).loadOnly},
+	{name: "filter", kind: filterKind, unit: "fields",
+		limit:   func(l *Limits) int { return l.FilterFields },
+		filter:  func(e *EntityOptions) *map[string]json.RawMessage { return &e.Filter },
+		compile: (*compiler).filter},
+	{name: "filter-op", kind: operatorsKind, unit: "fields",
+		limit:   func(l *Limits) int { return l.FilterFields },
+		ops:     func(e *EntityOptions) *map[string]string { return &e.FilterOp },
+		compile: (*compiler).filterOps},
+	{name: "on-field-change", kind: pathsKind, unit: "paths",
+		limit:   func(l *Limits) int { return l.OnFieldChange },
+		list:    func(e *EntityOptions) *[]string { return &e.OnFieldChange },
+		compile: (*compiler).onFieldChange},
 }
 
-// marshal writes w with opts, the JSON of its options, in place of
-// w.Options.
-func (w *Webhook) marshal(opts json.RawMessage) ([]byte, error) {
-	j := webhookJSON{ID: w.ID, URL: w.URL, Events: w.Events, Options: opts,
-		InsecureSSL: w.InsecureSSL, Signature: w.Signature}
-	if j.Events == nil {
-		j.Events = []string{}
+// size is what the option's limit counts in x: its entries, or for a
+// number its value.
+func (opt *option[T]) size(x *T) int {
+	switch opt.kind {
+	case namesKind, pathsKind:
+		return len(*opt.list(x))
+	case numberKind:
+		return *opt.number(x)
+	case filterKind:
+		return len(*opt.filter(x))
+	case operatorsKind:
+		return len(*opt.ops(x))
+	case entitiesKind:
+		return len(*opt.entities(x))
 	}
-	if !w.Created.IsZero() {
-		j.Created = w.Created.UTC().Format(timeLayout)
-	}
-	if !w.Modified.IsZero() {
-		j.Modified = w.Modified.UTC().Format(timeLayout)
-	}
-	if w.Disabled != nil {
-		j.Disabled = &disabledJSON{At: w.Disabled.At.UTC().Format(timeLayout), Reason: w.Disabled.Reason}
-	}
-	return json.Marshal(j)
+	return 0
 }
 
-// UnmarshalJSON reads Pipeliner's shape. Fields Pipeliner has and this
-// package does not model (is_deleted, client_id, ...) are ignored; a field
-// of the wrong JSON type is a *FieldError.
-func (w *Webhook) UnmarshalJSON(b []byte) error {
-	var j webhookJSON
-	if err := json.Unmarshal(b, &j); err != nil {
-		return jsonFieldError(err)
-	}
-	var opts Options
-	if len(j.Options) > 0 {
-		if err := decodeOptions(j.Options, &opts); err != nil {
-			return err
-		}
-	}
-	created, err := parseTime("created", j.Created)
-	if err != nil {
-		return err
-	}
-	modified, err := parseTime("modified", j.Modified)
-	if err != nil {
-		return err
-	}
-	*w = Webhook{ID: j.ID, Space: w.Space, URL: j.URL, Events: j.Events, Options: opts,
-		InsecureSSL: j.InsecureSSL, Signature: j.Signature, Created: created, Modified: modified}
-	if j.Disabled != nil {
-		at, err := parseTime("disabled.at", j.Disabled.At)
-		if err != nil {
-			return err
-		}
-		w.Disabled = &Disabled{At: at, Reason: j.Disabled.Reason}
-	}
-	return nil
-}
-
-// parseTime reads Pipeliner's zoneless UTC times, and RFC 3339 times for
-// clients that add a zone.
-func parseTime(field, s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	t, err := time.Parse(timeLayout, s)
-	if err != nil {
-		if t, err = time.Parse(time.RFC3339Nano, s); err != nil {
-			return time.Time{}, invalid(field, "%q is not a time like 2019-01-01T00:00:00", s)
-		}
-	}
-	return t.UTC(), nil
-}
-
-// jsonFieldError turns encoding/json's type errors into a *FieldError.
-func jsonFieldError(err error) error {
-	var te *json.UnmarshalTypeError
-	if !errors.As(err, &te) {
-		return err
-	}
-	field, want := te.Field, "an object"
-	if field == "" {
-		field = "webhook"
-	}
-	switch te.Type.Kind() {
-	case reflect.String:
-		want = "a string"
-	case reflect.Bool:
-		want = "a boolean"
-	case reflect.Slice:
-		want = "a list"
-	}
-	return invalid(field, "want %s, got %s", want, te.Value)
-}
+// Decoding and reading: one walk for a client's JSON and for the JSON a
+// Registry stored.
 
 // UnmarshalJSON reads the documented options object. Keys it does not know
 // are refused rather than ignored: a misspelt "filter" that were ignored
-// would send every record to the receiver.
-func (o *Options) UnmarshalJSON(b []byte) error { return decodeOptions(b, o) }
+// would send every record to the receiver. It returns FieldErrors with
+// every value of the wrong type, which it leaves zero, and decodes the
+// rest.
+func (o *Options) UnmarshalJSON(b []byte) error {
+	d := decoder{errs: &problems{}}
+	*o = Options{}
+	if v, ok := d.parse("options", b); ok {
+		*o = d.options("options", v)
+	}
+	return d.errs.err()
+}
 
-// UnmarshalJSON reads one entity's options, with "load-only" or "load_only".
+// UnmarshalJSON reads one entity's options, with "load-only" or
+// "load_only", as Options.UnmarshalJSON does.
 func (e *EntityOptions) UnmarshalJSON(b []byte) error {
-	return decodeEntityOptions("entity options", b, e)
+	const field = "entity options"
+	d := decoder{errs: &problems{}}
+	*e = EntityOptions{}
+	if v, ok := d.parse(field, b); ok {
+		d.entityOptions(field, v, e)
+	}
+	return d.errs.err()
 }
 
-func decodeOptions(b []byte, o *Options) error {
-	const field = "options"
-	fields, err := objectFields(field, b)
-	if err != nil || fields == nil {
-		*o = Options{}
-		return err
+// parse checks that b is JSON and parses a copy of it, which what is
+// decoded points into.
+func (d *decoder) parse(field string, b []byte) (gjson.Result, bool) {
+	if !json.Valid(b) {
+		d.fail(field, "not JSON: %s", shorten(b))
+		return gjson.Result{}, false
 	}
-	var out Options
-	for _, k := range sortedKeys(fields) {
-		v, f := fields[k], field+"."+k
-		switch k {
-		case "entity":
-			ents, err := objectFields(f, v)
-			if err != nil {
-				return err
-			}
-			for _, name := range sortedKeys(ents) {
-				var eo EntityOptions
-				if err := decodeEntityOptions(f+"."+name, ents[name], &eo); err != nil {
-					return err
-				}
-				if out.Entity == nil {
-					out.Entity = make(map[string]EntityOptions, len(ents))
-				}
-				out.Entity[name] = eo
-			}
-		case "related_entity":
-			if isNull(v) {
-				continue
-			}
-			var eo EntityOptions
-			if err := decodeEntityOptions(f, v, &eo); err != nil {
-				return err
-			}
-			out.RelatedEntity = &eo
-		case "skip_keys":
-			err = decodeStrings(f, v, &out.SkipKeys)
-		case "custom_entity_api_name":
-			err = decodeStrings(f, v, &out.CustomEntityAPIName)
-		case "chunk_size":
-			err = decodeInt(f, v, &out.ChunkSize)
-		case "chunk_delay":
-			err = decodeInt(f, v, &out.ChunkDelay)
-		default:
-			return invalid(f, "unknown option")
-		}
-		if err != nil {
-			return err
-		}
-	}
-	*o = out
-	return nil
+	return gjson.Parse(string(b)), true
 }
 
-func decodeEntityOptions(field string, b []byte, e *EntityOptions) error {
-	fields, err := objectFields(field, b)
-	if err != nil || fields == nil {
-		*e = EntityOptions{}
-		return err
-	}
-	_, dash := fields["load-only"]
-	_, under := fields["load_only"]
-	if dash && under {
-		return invalid(field, "both load-only and load_only; give one")
-	}
-	var out EntityOptions
-	for _, k := range sortedKeys(fields) {
-		v, f := fields[k], field+"."+k
-		switch k {
-		case "expand":
-			err = decodeStrings(f, v, &out.Expand)
-		case "load-only", "load_only":
-			err = decodeStrings(f, v, &out.LoadOnly)
-		case "on-field-change":
-			err = decodeStrings(f, v, &out.OnFieldChange)
-		case "filter":
-			var m map[string]json.RawMessage
-			if m, err = objectFields(f, v); err == nil && len(m) > 0 {
-				out.Filter = m
-				for k, raw := range m {
-					m[k] = compact(raw)
-				}
-			}
-		case "filter-op":
-			var m map[string]json.RawMessage
-			if m, err = objectFields(f, v); err == nil && len(m) > 0 {
-				out.FilterOp = make(map[string]string, len(m))
-				for _, path := range sortedKeys(m) {
-					var op string
-					if err := json.Unmarshal(m[path], &op); err != nil {
-						return invalid(f+"."+path, "want an operator name, got %s", m[path])
-					}
-					out.FilterOp[path] = op
-				}
-			}
-		default:
-			return invalid(f, "unknown option")
-		}
-		if err != nil {
-			return err
-		}
-	}
-	*e = out
-	return nil
+// viewOptions reads options that encodeOptions wrote, without copying:
+// its strings and filter values point into s, so that rules compiled from
+// it keep nothing but s. The filter values must only be read.
+func viewOptions(s string) Options {
+	var d decoder
+	return d.options("", gjson.Parse(s))
 }
 
-// objectFields splits a JSON object into its fields; null gives nil.
-func objectFields(field string, b []byte) (map[string]json.RawMessage, error) {
-	if isNull(b) {
-		return nil, nil
+// options reads an options object; null is the zero Options.
+func (d *decoder) options(field string, v gjson.Result) Options {
+	o, _ := d.optionsObject(field, v)
+	return o
+}
+
+// optionsObject reads an options object, and reports whether v is one.
+func (d *decoder) optionsObject(field string, v gjson.Result) (Options, bool) {
+	var o Options
+	ok := readObject(d, field, v, optionsFormat[:], &o)
+	return o, ok
+}
+
+// entityOptions reads one entity's options into e; it reports whether v is
+// an object or null.
+func (d *decoder) entityOptions(field string, v gjson.Result, e *EntityOptions) bool {
+	return readObject(d, field, v, entityFormat[:], e) || v.Type == gjson.Null
+}
+
+// readObject reads the options object v into x as format describes it,
+// and reports whether v is an object.
+func readObject[T any](d *decoder, field string, v gjson.Result, format []option[T], x *T) bool {
+	var given [8]string // the spelling each option came in, for name and alias both
+	return d.object(field, v, func(key string, v gjson.Result) {
+		i := 0
+		for i < len(format) && format[i].name != key && (format[i].alias == "" || format[i].alias != key) {
+			i++
+		}
+		f := d.sub(field, key)
+		switch {
+		case i == len(format):
+			d.fail(f, "unknown option")
+			return
+		case given[i] != "" && given[i] != key:
+			d.fail(field, "both %s and %s; give one", format[i].name, format[i].alias)
+		}
+		given[i] = key
+		format[i].read(d, f, v, x)
+	})
+}
+
+// read decodes the option's value v into x; null, or a value of the
+// wrong type, leaves the option zero: of a key given twice, the last
+// counts, as in encoding/json.
+func (opt *option[T]) read(d *decoder, field string, v gjson.Result, x *T) {
+	switch opt.kind {
+	case namesKind, pathsKind:
+		*opt.list(x), _ = d.strings(field, v)
+	case numberKind:
+		*opt.number(x), _ = d.number(field, v)
+	case filterKind:
+		*opt.filter(x) = d.filter(field, v)
+	case operatorsKind:
+		*opt.ops(x) = d.operators(field, v)
+	case entitiesKind:
+		*opt.entities(x) = d.entities(field, v)
+	case entityKind:
+		var e EntityOptions
+		*opt.entity(x) = nil
+		if v.Type != gjson.Null && d.entityOptions(field, v, &e) {
+			*opt.entity(x) = &e
+		}
 	}
+}
+
+// sub is the field of key in field, for errors: stored JSON has none, and
+// is read without building names.
+func (d *decoder) sub(field, key string) string {
+	if d.errs == nil {
+		return ""
+	}
+	return field + "." + key
+}
+
+func (d *decoder) entities(field string, v gjson.Result) map[string]EntityOptions {
+	var m map[string]EntityOptions
+	d.object(field, v, func(name string, v gjson.Result) {
+		var e EntityOptions
+		if d.entityOptions(d.sub(field, name), v, &e) {
+			if m == nil {
+				m = map[string]EntityOptions{}
+			}
+			m[name] = e
+		}
+	})
+	return m
+}
+
+// filter reads a filter: each value is kept as JSON, checked when
+// compiled.
+func (d *decoder) filter(field string, v gjson.Result) map[string]json.RawMessage {
 	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, invalid(field, "want an object, got %s", shorten(b))
-	}
-	if m == nil {
-		m = map[string]json.RawMessage{}
-	}
-	return m, nil
+	d.object(field, v, func(path string, x gjson.Result) {
+		if m == nil {
+			m = map[string]json.RawMessage{}
+		}
+		m[path] = d.raw(x.Raw)
+	})
+	return m
 }
 
-func decodeStrings(field string, b []byte, dst *[]string) error {
-	if isNull(b) {
-		return nil
+// raw returns a filter value: a client's compacted, which copies it, the
+// stored one in place.
+func (d *decoder) raw(s string) json.RawMessage {
+	if d.errs != nil {
+		var buf bytes.Buffer
+		if json.Compact(&buf, []byte(s)) == nil {
+			return buf.Bytes()
+		}
+		return []byte(s)
 	}
-	var s []string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return invalid(field, "want a list of strings, got %s", shorten(b))
-	}
-	*dst = s
-	return nil
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
-func decodeInt(field string, b []byte, dst *int) error {
-	if isNull(b) {
-		return nil
-	}
-	n, err := strconv.Atoi(string(bytes.TrimSpace(b)))
-	if err != nil {
-		return invalid(field, "want a whole number, got %s", shorten(b))
-	}
-	*dst = n
-	return nil
-}
-
-func isNull(b []byte) bool { return string(bytes.TrimSpace(b)) == "null" }
-
-func compact(b json.RawMessage) json.RawMessage {
-	var buf bytes.Buffer
-	if json.Compact(&buf, b) != nil {
-		return b
-	}
-	return buf.Bytes()
-}
-
-// shorten keeps error messages readable when a client sends a large value.
-func shorten(b []byte) string {
-	b = bytes.TrimSpace(b)
-	if len(b) > 40 {
-		return string(b[:37]) + "..."
-	}
-	return string(b)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+// operators reads a filter-op: null is "", the default operator.
+func (d *decoder) operators(field string, v gjson.Result) map[string]string {
+	var m map[string]string
+	d.object(field, v, func(path string, x gjson.Result) {
+		if x.Type != gjson.String && x.Type != gjson.Null {
+			d.fail(d.sub(field, path), "want an operator name, got %s", shorten([]byte(x.Raw)))
+			return
+		}
+		if m == nil {
+			m = map[string]string{}
+		}
+		m[path] = x.Str
+	})
+	return m
 }
 
 // encodeOptions returns o as a Registry keeps it: as json.Marshal writes
@@ -332,230 +307,115 @@ func encodeOptions(o Options) (string, error) {
 	return string(b), err
 }
 
-// viewOptions reads options that encodeOptions wrote, without copying:
-// its strings and filter values point into s, so that rules compiled from
-// it keep nothing but s. The filter values must only be read.
-func viewOptions(s string) Options {
-	var o Options
-	gjson.Parse(s).ForEach(func(k, v gjson.Result) bool {
-		switch k.Str {
-		case "entity":
-			o.Entity = map[string]EntityOptions{}
-			v.ForEach(func(name, e gjson.Result) bool {
-				o.Entity[name.Str] = viewEntityOptions(e)
-				return true
-			})
-		case "related_entity":
-			e := viewEntityOptions(v)
-			o.RelatedEntity = &e
-		case "skip_keys":
-			o.SkipKeys = viewStrings(v)
-		case "custom_entity_api_name":
-			o.CustomEntityAPIName = viewStrings(v)
-		case "chunk_size":
-			o.ChunkSize = int(v.Int())
-		case "chunk_delay":
-			o.ChunkDelay = int(v.Int())
-		}
-		return true
-	})
-	return o
+// lossless reports whether encodeOptions keeps o as it is: every string is
+// UTF-8, which JSON cannot hold otherwise, and every filter value is JSON.
+func lossless(o *Options) bool {
+	return losslessObject(optionsFormat[:], o)
 }
 
-func viewEntityOptions(v gjson.Result) EntityOptions {
-	var e EntityOptions
-	v.ForEach(func(k, v gjson.Result) bool {
-		switch k.Str {
-		case "expand":
-			e.Expand = viewStrings(v)
-		case "load-only":
-			e.LoadOnly = viewStrings(v)
-		case "on-field-change":
-			e.OnFieldChange = viewStrings(v)
-		case "filter":
-			e.Filter = map[string]json.RawMessage{}
-			v.ForEach(func(path, x gjson.Result) bool {
-				e.Filter[path.Str] = unsafe.Slice(unsafe.StringData(x.Raw), len(x.Raw))
-				return true
-			})
-		case "filter-op":
-			e.FilterOp = map[string]string{}
-			v.ForEach(func(path, op gjson.Result) bool {
-				e.FilterOp[path.Str] = op.Str
-				return true
-			})
-		}
-		return true
-	})
-	return e
-}
-
-func viewStrings(v gjson.Result) []string {
-	list := v.Array()
-	out := make([]string, len(list))
-	for i, s := range list {
-		out[i] = s.Str
-	}
-	return out
-}
-
-const maxChunkSize = 100
-
-// check validates what compileOptions does not: the URL, the signature
-// and the events.
-func (r *Registry) check(w Webhook) error {
-	if err := checkURL(w.URL); err != nil {
-		return err
-	}
-	if err := r.addresses.CheckURL(w.URL); err != nil {
-		fe := invalid("url", "%s", strings.TrimPrefix(err.Error(), "webhook: "))
-		fe.cause = err
-		return fe
-	}
-	if w.Signature != "" && !isUUID(w.Signature) {
-		return invalid("signature", "%q is not a UUID", w.Signature)
-	}
-	return r.checkEvents(w.Events)
-}
-
-// compile validates w and builds its compiled form, which keeps nothing of
-// the caller's but strings.
-func (r *Registry) compile(w Webhook, trusted bool) (*registration, error) {
-	if !trusted {
-		if err := r.check(w); err != nil {
-			return nil, err
-		}
-	}
-	// The options are compiled twice: as the caller wrote them, so that
-	// errors name what the caller wrote and strings that JSON would change
-	// (not UTF-8) are refused, and from the JSON the registration keeps,
-	// so that the compiled rules point into it and nowhere else.
-	if err := new(registration).compileOptions(w.Options); err != nil {
-		return nil, err
-	}
-	opts, err := encodeOptions(w.Options)
-	if err != nil {
-		return nil, invalid("options", "%v", err)
-	}
-	reg := &registration{hook: w, shared: &shared{options: opts}}
-	reg.hook.Options = Options{}
-	reg.hook.Events = slices.Clone(w.Events)
-	if w.Disabled != nil {
-		dis := *w.Disabled
-		reg.hook.Disabled = &dis
-	}
-	if err := reg.compileOptions(viewOptions(opts)); err != nil {
-		return nil, err
-	}
-	return reg, nil
-}
-
-// compileOptions validates o and compiles it into reg; it is the only
-// place where options are parsed. Since the rules point into o, o must
-// not change while reg is in use.
-func (reg *registration) compileOptions(o Options) error {
-	reg.chunkSize, reg.chunkDelay = o.ChunkSize, time.Duration(o.ChunkDelay)*time.Second
-	switch {
-	case o.ChunkSize < 0 || o.ChunkSize > maxChunkSize:
-		return invalid("options.chunk_size", "%d is not between 1 and %d (0 means %[2]d)", o.ChunkSize, maxChunkSize)
-	case o.ChunkSize == 0:
-		reg.chunkSize = maxChunkSize
-	}
-	if o.ChunkDelay < 0 {
-		return invalid("options.chunk_delay", "%d is negative", o.ChunkDelay)
-	}
-	var err error
-	if reg.skipKeys, err = nonEmpty("options.skip_keys", o.SkipKeys); err != nil {
-		return err
-	}
-	if reg.custom, err = nonEmpty("options.custom_entity_api_name", o.CustomEntityAPIName); err != nil {
-		return err
-	}
-	if len(o.Entity) > 0 {
-		reg.rules = make([]entityRules, len(o.Entity))
-	}
-	names := sortedKeys(o.Entity)
-	for i, name := range names {
-		if !utf8.ValidString(name) {
-			return notUTF8("options.entity", name)
-		}
-		// Entities with the same options share their compiled rules, which
-		// never change: a registration often filters all its entities alike.
-		same := func(other string) bool { return reflect.DeepEqual(o.Entity[other], o.Entity[name]) }
-		if j := slices.IndexFunc(names[:i], same); j >= 0 {
-			reg.rules[i] = reg.rules[j]
-		} else {
-			rules, err := compileEntity("options.entity."+name, o.Entity[name])
-			if err != nil {
-				return err
+func losslessObject[T any](format []option[T], x *T) bool {
+	for i := range format {
+		opt := &format[i]
+		switch opt.kind {
+		case namesKind, pathsKind:
+			for _, s := range *opt.list(x) {
+				if !utf8.ValidString(s) {
+					return false
+				}
 			}
-			reg.rules[i] = *rules
-		}
-		reg.rules[i].entity = name
-	}
-	for i := range reg.rules {
-		if rules := &reg.rules[i]; len(rules.proj.expand) > 0 || rules.proj.only != nil {
-			if reg.entities == nil {
-				reg.entities = map[string]*entityRules{}
+		case filterKind:
+			for path, raw := range *opt.filter(x) {
+				if !utf8.ValidString(path) || !json.Valid(raw) {
+					return false
+				}
 			}
-			reg.entities[rules.entity] = rules
+		case operatorsKind:
+			for path, name := range *opt.ops(x) {
+				if !utf8.ValidString(path) || !utf8.ValidString(name) {
+					return false
+				}
+			}
+		case entitiesKind:
+			for name, e := range *opt.entities(x) {
+				if !utf8.ValidString(name) || !losslessObject(entityFormat[:], &e) {
+					return false
+				}
+			}
+		case entityKind:
+			if e := *opt.entity(x); e != nil && !losslessObject(entityFormat[:], e) {
+				return false
+			}
 		}
 	}
-	if re := o.RelatedEntity; re != nil {
-		const f = "options.related_entity"
-		switch {
-		case len(re.Filter) > 0:
-			return invalid(f+".filter", "not supported: filters apply to the event's own entity")
-		case len(re.FilterOp) > 0:
-			return invalid(f+".filter-op", "not supported: filters apply to the event's own entity")
-		case len(re.OnFieldChange) > 0:
-			return invalid(f+".on-field-change", "not supported: it applies to the event's own entity")
-		}
-		if reg.related, err = compileProjection(f, *re); err != nil {
-			return err
-		}
-	}
-	return nil
+	return true
 }
 
-// checkEvents refuses an empty list and names not in the catalogue.
-func (r *Registry) checkEvents(events []string) error {
-	if len(events) == 0 {
-		return invalid("events", "empty; give at least one event name")
+// clip shortens s for a message.
+func clip(s string) string {
+	if len(s) > 40 {
+		s = s[:37] + "..."
 	}
-	for i, name := range events {
-		if !r.events[name] {
-			return invalid(fmt.Sprintf("events[%d]", i), "%q is not in the event catalogue", name)
-		}
-	}
-	return nil
+	return s
 }
 
-func checkURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return invalid("url", "%q is not a URL: %v", s, err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return invalid("url", "%q is not an absolute http or https URL", s)
-	}
-	return nil
+// indexed returns field[i].
+func indexed(field string, i int) string {
+	return field + "[" + strconv.Itoa(i) + "]"
 }
 
-func nonEmpty(field string, list []string) ([]string, error) {
-	for i, s := range list {
-		switch {
-		case s == "":
-			return nil, invalid(fmt.Sprintf("%s[%d]", field, i), "empty")
-		case !utf8.ValidString(s):
-			return nil, notUTF8(fmt.Sprintf("%s[%d]", field, i), s)
+// stringSet is a set of strings that scans while it is small.
+type stringSet struct {
+	few  []string
+	many map[string]struct{}
+}
+
+func newStringSet(n int) stringSet {
+	if n > 8 {
+		return stringSet{many: make(map[string]struct{}, n)}
+	}
+	return stringSet{}
+}
+
+// add adds s and reports whether it was new.
+func (s *stringSet) add(v string) bool {
+	if s.many != nil {
+		if _, ok := s.many[v]; ok {
+			return false
+		}
+		s.many[v] = struct{}{}
+		return true
+	}
+	for _, w := range s.few {
+		if w == v {
+			return false
 		}
 	}
-	return list, nil
+	s.few = append(s.few, v)
+	return true
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func isNull(b []byte) bool { return string(bytes.TrimSpace(b)) == "null" }
+
+// shorten keeps error messages readable when a client sends a large value.
+func shorten(b []byte) string {
+	b = bytes.TrimSpace(b)
+	if len(b) > 40 {
+		return string(b[:37]) + "..."
+	}
+	return string(b)
 }
 
 // notUTF8 refuses a string of the options that is not UTF-8: a Registry
 // keeps options as JSON, which cannot hold it.
-func notUTF8(field, s string) error {
-	return invalid(field, "%q is not UTF-8", s)
+func notUTF8(field, s string) *FieldError {
+	return invalid(field, "%q is not UTF-8", clip(s))
 }

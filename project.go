@@ -43,47 +43,73 @@ type node struct {
 	children []*node
 }
 
-func compileProjection(field string, o EntityOptions) (projection, error) {
-	var p projection
-	for i, s := range o.Expand {
-		if _, err := compilePath(fmt.Sprintf("%s.expand[%d]", field, i), s); err != nil {
-			return p, err
-		}
+// loadOnlyTree builds the tree of load-only paths, which compilePath
+// checked: a field kept whole absorbs any deeper path. It is linear in the
+// paths: children are found through a map while the tree grows, and
+// sorted once it is built, for child.
+func loadOnlyTree(paths []string) *node {
+	type edge struct {
+		parent *node
+		key    string
 	}
-	p.expand = o.Expand
-	for i, s := range o.LoadOnly {
-		if _, err := compilePath(fmt.Sprintf("%s.load-only[%d]", field, i), s); err != nil {
-			return p, err
+	root := &node{}
+	kids := make(map[edge]*node, len(paths))
+	for _, s := range paths {
+		n := root
+		for k := range strings.SplitSeq(s, ".") {
+			if n.whole {
+				break
+			}
+			c := kids[edge{n, k}]
+			if c == nil {
+				c = &node{key: k}
+				kids[edge{n, k}] = c
+				n.children = append(n.children, c)
+			}
+			n = c
 		}
-		if p.only == nil {
-			p.only = &node{}
-		}
-		p.only.insert(strings.Split(s, "."))
+		n.whole, n.children = true, nil
 	}
-	return p, nil
+	root.sort()
+	return root
 }
 
-// insert adds a path; a field kept whole absorbs any deeper path.
-func (n *node) insert(keys []string) {
-	for _, k := range keys {
-		if n.whole {
-			return
-		}
-		c := n.child(k)
-		if c == nil {
-			c = &node{key: k}
-			n.children = append(n.children, c)
-		}
-		n = c
+// sort orders the children of n and of its descendants by key.
+func (n *node) sort() {
+	slices.SortFunc(n.children, func(a, b *node) int { return strings.Compare(a.key, b.key) })
+	for _, c := range n.children {
+		c.sort()
 	}
-	n.whole, n.children = true, nil
 }
 
+// child returns the child of n named key, or nil. It scans, and is small
+// enough to be inlined; appendMembers searches a node of many children
+// instead.
 func (n *node) child(key string) *node {
 	for _, c := range n.children {
 		if c.key == key {
 			return c
 		}
+	}
+	return nil
+}
+
+// search is child for many children, which are sorted, so that a
+// record's member costs the same whatever the paths. It searches by hand:
+// a comparison through a func value would make the key, and the record it
+// points into, escape to the heap.
+func (n *node) search(key string) *node {
+	lo, hi := 0, len(n.children)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if n.children[mid].key < key {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo < len(n.children) && n.children[lo].key == key {
+		return n.children[lo]
 	}
 	return nil
 }
@@ -120,7 +146,13 @@ func (n *node) appendMembers(dst []byte, members cursor) (out []byte, ok bool) {
 	start := len(dst)
 	dst = append(dst, '{')
 	for k, v, more := members.next(); more; k, v, more = members.next() {
-		if c := n.child(unquote(k)); c != nil {
+		var c *node
+		if key := unquote(k); len(n.children) > 8 {
+			c = n.search(key)
+		} else {
+			c = n.child(key)
+		}
+		if c != nil {
 			var kept bool
 			dst, kept = c.appendMember(dst, ok, k, valueOf(v))
 			ok = ok || kept

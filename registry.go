@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"iter"
 	"log/slog"
 	"maps"
 	"slices"
@@ -46,6 +45,9 @@ type RegistryConfig struct {
 	// Logger gets an error when following the Store fails. nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// Limits bound what one registration may carry; its zero fields mean
+	// the defaults.
+	Limits Limits
 }
 
 // Registry holds webhook registrations, each in its team space, compiled
@@ -66,6 +68,7 @@ type Registry struct {
 	addresses AddressPolicy
 	log       *slog.Logger
 	events    map[string]bool // the catalogue; fixed by NewRegistry
+	limits    Limits          // what one registration may carry
 
 	mu    sync.RWMutex // guards the fields below
 	byID  map[spaceID]*registration
@@ -98,7 +101,7 @@ const maxConflicts = 8
 // names and cfg.Events. With a Store, it loads the registrations stored
 // there before it returns, and follows the Store until Close.
 func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
-	r := &Registry{store: cfg.Store, clock: cfg.Clock, addresses: cfg.Addresses, log: cfg.Logger,
+	r := &Registry{store: cfg.Store, clock: cfg.Clock, addresses: cfg.Addresses, log: cfg.Logger, limits: cfg.Limits.withDefaults(),
 		events: map[string]bool{}, byID: map[spaceID]*registration{}, byKey: map[string]*registration{},
 		watchers: map[int]func(string){}, syncing: make(chan struct{}, 1)}
 	if r.clock == nil {
@@ -175,8 +178,6 @@ func (r *Registry) prepareCreate(space string, w Webhook) (*registration, error)
 	w.Space = space
 	if w.ID == "" {
 		w.ID = newUUID()
-	} else if !isUUID(w.ID) {
-		return nil, FieldErrors{invalid("id", "%q is not a UUID", w.ID)}
 	}
 	if w.Created.IsZero() {
 		w.Created = r.now()
@@ -628,12 +629,34 @@ type registration struct {
 	shared     *shared
 }
 
-// rulesOf returns the compiled options of an entity, or nil.
+// rulesOf returns the compiled options of an entity, or nil. It scans,
+// and is small enough to be inlined where Match calls it, once for each
+// registration an event may fire: Limits.Entities bounds the scan.
 func (reg *registration) rulesOf(entity string) *entityRules {
 	for i := range reg.rules {
 		if reg.rules[i].entity == entity {
 			return &reg.rules[i]
 		}
+	}
+	return nil
+}
+
+// searchRules is rulesOf in time logarithmic in the entities, which are
+// sorted: for the index, which looks an entity up for each event name a
+// registration lists. It searches by hand, as node.search does.
+func (reg *registration) searchRules(entity string) *entityRules {
+	rules := reg.rules
+	lo, hi := 0, len(rules)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if rules[mid].entity < entity {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo < len(rules) && rules[lo].entity == entity {
+		return &rules[lo]
 	}
 	return nil
 }
@@ -707,29 +730,6 @@ func (reg *registration) public() *Webhook {
 		sh.public = &w
 	})
 	return sh.public
-}
-
-// indexKeys yields the keys that file a registration with these events in
-// the index: "*" stands for everything and "Entity.*" for the rest of its
-// entity, so that no event reaches the registration through two keys.
-// They are worked out when needed rather than kept: a registration is
-// filed and removed once each.
-func indexKeys(events []string) iter.Seq[string] {
-	return func(yield func(string) bool) {
-		if slices.Contains(events, "*") {
-			yield("*")
-			return
-		}
-		for i, name := range events {
-			entity, action, _ := strings.Cut(name, ".")
-			if action != "*" && slices.Contains(events, entity+".*") || slices.Contains(events[:i], name) {
-				continue
-			}
-			if !yield(name) {
-				return
-			}
-		}
-	}
 }
 
 // isUUID reports whether s is a UUID in its textual 8-4-4-4-12 form, in

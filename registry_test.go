@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"strings"
 	"sync"
@@ -406,7 +405,7 @@ func oddOptions() Options {
 		RelatedEntity:       &EntityOptions{},
 		SkipKeys:            []string{"a\u2028b", "<sync>"},
 		ChunkSize:           7,
-		ChunkDelay:          math.MaxInt,
+		ChunkDelay:          defaultMaxChunkDelay, // the most Limits allow by default
 		CustomEntityAPIName: []string{"CE_Ünïcode"},
 	}
 }

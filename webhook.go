@@ -1,12 +1,14 @@
 // Package webhook turns a CRM service's data changes into signed, filtered,
 // batched webhook requests, with the semantics of Pipeliner CRM's webhooks.
 //
-// A service registers webhooks in a [Registry], hands every change to a
-// [Dispatcher] as an [Event], and the Dispatcher POSTs the matching,
-// filtered, projected, signed JSON to every registration that asked for it:
+// A service registers webhooks in a [Registry], each in the team space of
+// its tenant, hands every change to a [Dispatcher] as an [Event], and the
+// Dispatcher POSTs the matching, filtered, projected, signed JSON to every
+// registration that asked for it:
 //
-//	reg := webhook.NewRegistry()
-//	hook, err := reg.Create(ctx, webhook.Webhook{
+//	reg, err := webhook.NewRegistry(ctx, webhook.RegistryConfig{})
+//	...
+//	hook, err := reg.Create(ctx, "team-1", webhook.Webhook{
 //		URL:       "https://example.com/hooks",
 //		Events:    []string{"Account.Create"},
 //		Signature: "01234567-abcd-dcba-ffff-000000000000",
@@ -16,16 +18,23 @@
 //	...
 //	defer d.Close(ctx)
 //	err = d.Dispatch(ctx, webhook.Event{
-//		Name: "Account.Create",
-//		Data: json.RawMessage(`{"id":"42","name":"Acme"}`),
+//		Space: "team-1",
+//		Name:  "Account.Create",
+//		Data:  json.RawMessage(`{"id":"42","name":"Acme"}`),
 //	})
+//
+// Tenants never meet: every call that reads or changes a registration or
+// its deliveries names its space. A [Handler] serves Pipeliner's REST API
+// for registrations on top of a Registry.
 //
 // Delivery is at least once: failed attempts are retried on Standard
 // Webhooks' schedule, receivers that answer 410 Gone or keep failing are
 // disabled, and every request carries a webhook-id that stays the same
-// across retries. Pending deliveries live in a [Queue]; the default
-// [HTTPTransport] refuses to reach loopback, private and other internal
-// addresses (see [AddressPolicy]).
+// across retries. Pending deliveries live in a [Queue], which replicas of a
+// service can share (the module github.com/crmhook/webhook/postgres has a
+// PostgreSQL Queue and [Store]); the default [HTTPTransport] refuses to
+// reach loopback, private and other internal addresses (see
+// [AddressPolicy]).
 //
 // Receivers check the signature with [VerifySignature] (Pipeliner's
 // WebHook-Signature) or [VerifyStandard] (Standard Webhooks').
