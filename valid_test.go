@@ -302,8 +302,12 @@ func TestValidJSONDoesNotAllocate(t *testing.T) {
 	require.Zero(t, testing.AllocsPerRun(10, func() {
 		validJSON(record, nil)
 		validJSON(deep, nil)
-		validJSON(wide, nil)
 	}))
+	// A wide record borrows its key stack from a pool, which -race makes
+	// drop some of what it keeps.
+	if !raceEnabled {
+		require.Zero(t, testing.AllocsPerRun(10, func() { validJSON(wide, nil) }))
+	}
 }
 
 // FuzzValidJSON checks checkJSON against encoding/json: its Valid, its
