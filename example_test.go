@@ -324,3 +324,44 @@ func ExampleHandler() {
 	// 404
 	// 422 ERROR_ENTITY_VALIDATION [{insecure_ssl} {url}]
 }
+
+func ExampleCarrySkipKey() {
+	ctx := context.Background()
+	reg, err := webhook.NewRegistry(ctx, webhook.RegistryConfig{})
+	if err != nil {
+		panic(err)
+	}
+	// A mail sync that writes back into the CRM lists its own skip key, so
+	// that its writes do not come back to it.
+	_, err = reg.Create(ctx, "team-1", webhook.Webhook{URL: "https://sync.example.com/hooks", Events: []string{"Contact.*"},
+		Options: webhook.Options{SkipKeys: []string{"mail-sync"}}})
+	if err != nil {
+		panic(err)
+	}
+	var rec webhook.Recorder
+	d, err := webhook.NewDispatcher(reg, webhook.Config{Transport: &rec})
+	if err != nil {
+		panic(err)
+	}
+	defer d.Close(ctx)
+
+	// The host's own API hands its request's context to Dispatch and
+	// never reads the header: the middleware carries it.
+	api := webhook.CarrySkipKey(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := d.Dispatch(r.Context(), webhook.Event{Space: "team-1", Name: "Contact.Update", Data: json.RawMessage(`{"id":"c1"}`)})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	}))
+	for _, key := range []string{"mail-sync", ""} {
+		req := httptest.NewRequest(http.MethodPatch, "/entities/Contacts/c1", nil)
+		if key != "" {
+			req.Header.Set(webhook.HeaderSkipKey, key)
+		}
+		api.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	d.Flush(ctx)
+	fmt.Println(len(rec.Requests()), "request: the sync's own write sent nothing")
+	// Output:
+	// 1 request: the sync's own write sent nothing
+}
