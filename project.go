@@ -19,6 +19,16 @@ type Expander interface {
 	Expand(ctx context.Context, req ExpandRequest) (json.RawMessage, error)
 }
 
+// ExpanderFunc is a function that is an Expander, as http.HandlerFunc is
+// a Handler: a host whose records and Dispatcher refer to each other makes
+// one from a method value.
+type ExpanderFunc func(ctx context.Context, req ExpandRequest) (json.RawMessage, error)
+
+// Expand calls f.
+func (f ExpanderFunc) Expand(ctx context.Context, req ExpandRequest) (json.RawMessage, error) {
+	return f(ctx, req)
+}
+
 // ExpandRequest asks for Record with Paths expanded. Entity is the record's
 // entity ("Contact", a custom entity's API name, or Event.RelatedEntity for
 // the related record) and Space its team space. The answer must be a JSON
