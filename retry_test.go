@@ -577,6 +577,46 @@ func (q *flakyQueue) Claim(ctx context.Context, now time.Time, max int, lease ti
 	return q.MemoryQueue.Claim(ctx, now, max, lease, perTarget)
 }
 
+// settleFailing is a MemoryQueue whose Settle fails its first fails calls.
+type settleFailing struct {
+	*MemoryQueue
+	fails atomic.Int32
+}
+
+func (q *settleFailing) Settle(ctx context.Context, now time.Time, outcomes ...Outcome) ([]Health, error) {
+	if q.fails.Add(-1) >= 0 {
+		return nil, fmt.Errorf("database unreachable")
+	}
+	return q.MemoryQueue.Settle(ctx, now, outcomes...)
+}
+
+func TestAnOutcomeTheQueueFailsToRecordIsRecordedLater(t *testing.T) {
+	ctx := context.Background()
+	clock := newFakeClock()
+	q := &settleFailing{MemoryQueue: NewMemoryQueue(QueueLimits{})}
+	q.fails.Store(2)
+	r := newTestRegistry()
+	mustCreate(t, r, Webhook{URL: "https://example.com/h", Events: []string{"*"}})
+	rec := &Recorder{}
+	d := newTestDispatcher(t, r, Config{Transport: rec, Queue: q, Clock: clock, Logger: quietLogger(), PollInterval: time.Second})
+	require.NoError(t, d.Dispatch(ctx, Event{Name: "Task.Create", Data: account}))
+	flushed := make(chan error, 1)
+	go func() { flushed <- d.Flush(ctx) }()
+	// The recorder tries again every poll interval of the fake clock.
+	for deadline := time.Now().Add(10 * time.Second); ; clock.Advance(time.Second) {
+		require.True(t, time.Now().Before(deadline), "the outcome was never recorded")
+		select {
+		case err := <-flushed:
+			require.NoError(t, err, "Flush returns once the outcome is recorded")
+		case <-time.After(time.Millisecond):
+			continue
+		}
+		break
+	}
+	require.Len(t, rec.Requests(), 1, "sent once: the outcome was not lost")
+	waitSettled(t, q.MemoryQueue)
+}
+
 func TestAFailingQueueIsTriedAgain(t *testing.T) {
 	ctx := context.Background()
 	clock := newFakeClock()

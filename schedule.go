@@ -256,12 +256,15 @@ func (d *Dispatcher) settle(batch []finished) {
 		}
 		outcomes[i] = batch[i].outcome
 	}
-	health, err := d.queue.Settle(d.bg, now, outcomes...)
+	health, err := d.recordOutcomes(now, outcomes)
 	if err != nil {
-		// The deliveries stay leased: they are attempted again when their
-		// leases end.
-		d.log.LogAttrs(d.bg, slog.LevelError, "webhook: recording the outcomes of attempts",
-			slog.Int("outcomes", len(batch)), slog.String("error", err.Error()))
+		// The deliveries stay leased: they are attempted again, here or
+		// elsewhere, when their leases end.
+		d.mu.Lock()
+		for _, o := range outcomes {
+			delete(d.busy, o.Delivery.ID)
+		}
+		d.mu.Unlock()
 		return
 	}
 	var done []string
@@ -290,6 +293,33 @@ func (d *Dispatcher) settle(batch []finished) {
 	}
 	d.mu.Unlock()
 	d.poke() // limits were freed
+}
+
+// recordOutcomes settles outcomes with the Queue, trying again every poll
+// interval while it fails, as long as the deliveries' leases last with
+// room to spare and Close has not begun: past that, another process may
+// have claimed them.
+func (d *Dispatcher) recordOutcomes(now time.Time, outcomes []Outcome) ([]Health, error) {
+	give := now.Add(d.lease / 2)
+	for {
+		health, err := d.queue.Settle(d.bg, now, outcomes...)
+		if err == nil {
+			return health, nil
+		}
+		d.log.LogAttrs(d.bg, slog.LevelError, "webhook: recording the outcomes of attempts",
+			slog.Int("outcomes", len(outcomes)), slog.String("error", err.Error()))
+		if !d.clock.Now().Add(d.poll).Before(give) {
+			return nil, err
+		}
+		again := make(chan struct{})
+		stopTimer := d.clock.AfterFunc(d.poll, func() { close(again) })
+		select {
+		case <-again:
+		case <-d.stop:
+			stopTimer()
+			return nil, err
+		}
+	}
 }
 
 // disable disables the registration of f's delivery, which then dies
