@@ -233,10 +233,17 @@ func (s *testServer) close() error {
 // test that needs it skips against a server of the user's.
 func (s *testServer) restart(t testing.TB) {
 	t.Helper()
+	s.restartAfter(t, nil)
+}
+
+// restartAfter is restart that calls down, when it is not nil, while the
+// server is stopped: a test does there what must happen during an outage.
+func (s *testServer) restartAfter(t testing.TB, down func()) {
+	t.Helper()
 	if s.cluster == nil {
 		t.Skipf("%s names a server of the user's, which the tests do not restart", urlEnv)
 	}
-	if err := s.cluster.restart(); err != nil {
+	if err := s.cluster.restart(down); err != nil {
 		t.Fatalf("restart server: %v", err)
 	}
 }
@@ -436,11 +443,14 @@ func (c *testCluster) postmasterPID() int {
 	return pid
 }
 
-// restart stops the server (fast shutdown: sessions are ended) and starts
-// it again on the same port.
-func (c *testCluster) restart() error {
+// restart stops the server (fast shutdown: sessions are ended), calls
+// down unless it is nil, and starts the server again on the same port.
+func (c *testCluster) restart(down func()) error {
 	if !c.signal(syscall.SIGINT, 30*time.Second) {
 		return errors.New("postgres did not stop within 30 s")
+	}
+	if down != nil {
+		down()
 	}
 	return c.start()
 }

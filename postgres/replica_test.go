@@ -44,6 +44,14 @@ type replicaConfig struct {
 	// Dispatch, when set, makes the replica dispatch these events, one
 	// call each, once it runs, before it says it is ready.
 	Dispatch []webhook.Event
+	// DispatchFile, when set, names a file of JSON [][]webhook.Event: calls
+	// the replica makes after Dispatch's, before it says it is ready. A
+	// long list goes in a file rather than in the environment, whose
+	// variables are bounded (128 KiB on Linux).
+	DispatchFile string
+	// Name, when set, is sent in the X-Replica header of every request
+	// the replica makes, so that a receiver can tell who sent what.
+	Name string
 }
 
 // runReplica is the test binary's life as a replica. It returns the exit
@@ -89,9 +97,11 @@ func serveReplica(cfg replicaConfig, stdin io.Reader, stdout io.Writer) error {
 		return err
 	}
 	defer reg.Close()
+	transport := webhook.NewHTTPTransport(webhook.HTTPConfig{AddressPolicy: loopback})
+	defer transport.Close()
 	disp, err := webhook.NewDispatcher(reg, webhook.Config{
 		Queue:        queue,
-		Transport:    webhook.NewHTTPTransport(webhook.HTTPConfig{AddressPolicy: loopback}),
+		Transport:    taggedTransport{transport, cfg.Name},
 		Lease:        cfg.Lease,
 		PollInterval: cfg.PollInterval,
 		Workers:      cfg.Workers,
@@ -108,6 +118,21 @@ func serveReplica(cfg replicaConfig, stdin io.Reader, stdout io.Writer) error {
 	for _, e := range cfg.Dispatch {
 		if err := disp.Dispatch(ctx, e); err != nil {
 			return err
+		}
+	}
+	if cfg.DispatchFile != "" {
+		b, err := os.ReadFile(cfg.DispatchFile)
+		if err != nil {
+			return err
+		}
+		var calls [][]webhook.Event
+		if err := json.Unmarshal(b, &calls); err != nil {
+			return err
+		}
+		for _, call := range calls {
+			if err := disp.Dispatch(ctx, call...); err != nil {
+				return err
+			}
 		}
 	}
 	fmt.Fprintln(stdout, replicaReady)
