@@ -643,13 +643,14 @@ func (q *claimSwitch) Claim(ctx context.Context, now time.Time, max int, lease t
 // (see TestProofServerRestartInTheMiddleOfARun).
 type failingSettle struct {
 	*Queue
-	fail   atomic.Bool
+	fail   atomic.Bool   // Settle fails while it is set
+	once   sync.Once     // closes failed
 	failed chan struct{} // closed once it failed
 }
 
 func (q *failingSettle) Settle(ctx context.Context, now time.Time, outcomes ...webhook.Outcome) ([]webhook.Health, error) {
-	if q.fail.CompareAndSwap(true, false) {
-		close(q.failed)
+	if q.fail.Load() {
+		q.once.Do(func() { close(q.failed) })
 		return nil, errors.New("settle: the server went away")
 	}
 	return q.Queue.Settle(ctx, now, outcomes...)
