@@ -18,6 +18,10 @@ import (
 
 // batchItem is one item of a batch: its Change, or why it was refused
 // before anything was applied.
+// MaxBatchItems is the most items a batch-delete or batch-modify takes, as
+// many as a page of a list: each item is a change of its own.
+const MaxBatchItems = 100
+
 type batchItem struct {
 	change Change
 	err    *apiError
@@ -37,6 +41,10 @@ func (c *restCall) batchDelete() {
 	var ids []string
 	if err := json.Unmarshal(b, &ids); err != nil {
 		c.fail(newError(errBadJSON, "the body must be a list of ids"))
+		return
+	}
+	if len(ids) > MaxBatchItems {
+		c.fail(newError(errBadJSON, "a batch holds at most %d items, not %d", MaxBatchItems, len(ids)))
 		return
 	}
 	items := make([]batchItem, len(ids))
@@ -65,6 +73,10 @@ func (c *restCall) batchModify() {
 	var bodies []json.RawMessage
 	if err := json.Unmarshal(b, &bodies); err != nil {
 		c.fail(newError(errBadJSON, "the body must be a list of objects"))
+		return
+	}
+	if len(bodies) > MaxBatchItems {
+		c.fail(newError(errBadJSON, "a batch holds at most %d items, not %d", MaxBatchItems, len(bodies)))
 		return
 	}
 	items := make([]batchItem, len(bodies))

@@ -822,6 +822,22 @@ func TestHandlerBatchDelete(t *testing.T) {
 	require.Empty(t, s.ids("team-1"))
 }
 
+func TestHandlerBatchesAreBounded(t *testing.T) {
+	s := newRESTServer(t, RegistryConfig{Clock: newFakeClock()})
+	list := func(n int, item string) string { return "[" + strings.TrimSuffix(strings.Repeat(item+",", n), ",") + "]" }
+	for _, path := range []string{"/batch-delete", "/batch-modify"} {
+		item := `"` + otherID + `"`
+		if path == "/batch-modify" {
+			item = testBody
+		}
+		e := s.do(http.MethodPost, "team-1", path, list(MaxBatchItems+1, item)).failed(t, http.StatusBadRequest, "ERROR_INVALID_JSON")
+		require.Contains(t, e.Message, "at most 100 items")
+		require.Empty(t, s.ids("team-1"))
+	}
+	s.do(http.MethodPost, "team-1", "/batch-modify?rollback-method=1", list(MaxBatchItems, testBody)).ok(t, http.StatusOK)
+	require.Len(t, s.ids("team-1"), MaxBatchItems)
+}
+
 // TestHandlerMounts: the handler behind http.StripPrefix, and under a
 // prefix of its own.
 func TestHandlerMounts(t *testing.T) {
