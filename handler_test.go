@@ -824,7 +824,9 @@ func TestHandlerBatchDelete(t *testing.T) {
 
 func TestHandlerBatchesAreBounded(t *testing.T) {
 	s := newRESTServer(t, RegistryConfig{Clock: newFakeClock()})
-	list := func(n int, item string) string { return "[" + strings.TrimSuffix(strings.Repeat(item+",", n), ",") + "]" }
+	list := func(n int, item string) string {
+		return "[" + strings.TrimSuffix(strings.Repeat(item+",", n), ",") + "]"
+	}
 	for _, path := range []string{"/batch-delete", "/batch-modify"} {
 		item := `"` + otherID + `"`
 		if path == "/batch-modify" {
