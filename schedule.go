@@ -18,6 +18,19 @@ func (d *Dispatcher) run() {
 	if w, ok := d.queue.(Waker); ok {
 		news = w.Wake(d.ctx)
 	}
+	// The timer that pokes at the next due time stays armed from one
+	// round to the next while it would fire no later than needed: a
+	// round that ends early (an attempt finished) arms none, so that a
+	// busy scheduler does not allocate a timer a delivery. An early
+	// poke only makes a round more.
+	var stopTimer func() bool
+	var armed time.Time // when stopTimer's timer fires
+	poke := d.poke
+	defer func() {
+		if stopTimer != nil {
+			stopTimer()
+		}
+	}()
 	for {
 		select {
 		case <-d.stop:
@@ -62,21 +75,23 @@ func (d *Dispatcher) run() {
 		if wait <= 0 {
 			continue
 		}
-		stopTimer := d.clock.AfterFunc(wait, d.poke)
-		if !d.clock.Now().Before(next) {
-			// The clock moved while the timer was armed from an older
-			// reading, so it may fire late: look again now.
-			stopTimer()
-			continue
+		if stopTimer == nil || !armed.After(now) || armed.After(next) {
+			if stopTimer != nil {
+				stopTimer()
+			}
+			stopTimer, armed = d.clock.AfterFunc(wait, poke), next
+			if !d.clock.Now().Before(next) {
+				// The clock moved while the timer was armed from an
+				// older reading, so it may fire late: look again now.
+				continue
+			}
 		}
 		select {
 		case <-d.wake:
 		case <-news:
 		case <-d.stop:
-			stopTimer()
 			return
 		}
-		stopTimer()
 	}
 }
 
@@ -134,15 +149,18 @@ func (d *Dispatcher) start(dl *Delivery) {
 }
 
 // worker makes attempts, one at a time, until Close; it hands each
-// outcome to the recorder and waits, idle, for the next job.
+// outcome to the recorder and waits, idle, for the next job. It counts
+// itself idle before the recorder has the outcome, whose recording pokes
+// the scheduler: one round of the scheduler an attempt, which finds both
+// the worker and the registration's limit free.
 func (d *Dispatcher) worker(dl *Delivery) {
 	defer d.work.Done()
 	for {
-		d.finished <- d.attempt(dl)
+		f := d.attempt(dl)
 		d.mu.Lock()
 		d.idle++
 		d.mu.Unlock()
-		d.poke()
+		d.finished <- f
 		select {
 		case dl = <-d.jobs:
 		case <-d.stop:
@@ -244,8 +262,11 @@ func (d *Dispatcher) record() {
 	}
 }
 
-// settle records a batch of outcomes.
+// settle records a batch of outcomes, and then pokes the scheduler:
+// their workers are free, and so are their registrations' limits unless
+// the Queue failed to record them.
 func (d *Dispatcher) settle(batch []finished) {
+	defer d.poke()
 	now := d.clock.Now()
 	outcomes := make([]Outcome, len(batch))
 	for i, f := range batch {
@@ -292,7 +313,6 @@ func (d *Dispatcher) settle(batch []finished) {
 		d.doneLocked(id)
 	}
 	d.mu.Unlock()
-	d.poke() // limits were freed
 }
 
 // recordOutcomes settles outcomes with the Queue, trying again every poll

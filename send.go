@@ -84,6 +84,9 @@ func (d *Dispatcher) send(reg *registration, dl *Delivery) (out outcome) {
 // in the user's place, is the receiver's secret, and must not reach a log
 // line or an Observer.
 func redactURL(rawURL string) string {
+	if !strings.Contains(rawURL, "@") {
+		return rawURL // no user-info, and nothing to parse
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil || u.User == nil {
 		return rawURL
