@@ -127,6 +127,31 @@ func (q *Queue) Enqueue(ctx context.Context, ds ...*webhook.Delivery) error {
 	return nil
 }
 
+// asyncSettings begins the transactions of Claim and Settle. They commit
+// without waiting for the disk (see Claim and Settle). Their statements
+// use generic plans, made once a session rather than at every call, with
+// sequential scans and hash and merge joins off, and no JIT compilation:
+// each of them starts from the few rows it names and reaches the tables
+// through indexes that fit, one lookup a row, whatever the planner would
+// estimate, since a queue's tables swing from empty to millions of rows
+// faster than their statistics follow; a plan made for a small table (a
+// scan of it) must not stick once it has grown, nor a generic plan's wide
+// estimates make a millisecond statement compile.
+const asyncSettings = `SELECT set_config('synchronous_commit', 'off', true),
+	set_config('plan_cache_mode', 'force_generic_plan', true), set_config('jit', 'off', true),
+	set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
+	set_config('enable_mergejoin', 'off', true)`
+
+// queueNotify adds to b, after the transaction whose news it tells, a
+// NOTIFY in a transaction of its own that does not wait for the disk (see
+// notify): a round trip fewer than notify.
+func queueNotify(b *pgx.Batch) {
+	b.Queue(`BEGIN`)
+	b.Queue(`SET LOCAL synchronous_commit = off`)
+	b.Queue(`SELECT pg_notify($1, '')`, queueChannel)
+	b.Queue(`COMMIT`)
+}
+
 // notify tells the listeners of every replica that deliveries may have
 // become claimable. It runs after the commit, in a transaction of its
 // own that does not wait for the disk: PostgreSQL commits notifying
@@ -425,17 +450,19 @@ func (q *Queue) adjust(ctx context.Context, tx pgx.Tx, fresh, targets []string, 
 // freshHeads, a CTE, finds the earliest of the deliveries with ids $1
 // that are ready, per target: those made ready by the statements before,
 // which nextHead must take into account. It looks each id up by the
-// primary key: written as one scan with id = ANY($1), the planner walks
-// the whole index of ready deliveries in (target, due, seq) order, which
-// spares it a sort and costs a read of every pending delivery.
+// primary key, in a subquery of its own that names nothing else: written
+// as one scan with id = ANY($1), or with the conditions of the index of
+// ready deliveries beside the id, the planner may walk that whole index
+// in (target, due, seq) order, which spares it a sort and costs a read of
+// every pending delivery.
 const freshHeads = `
 fresh AS (
 	SELECT DISTINCT ON (d.target) d.target, d.due, d.seq
 	FROM unnest($1::text[]) AS i(id)
 	CROSS JOIN LATERAL (
-		SELECT x.target, x.due, x.seq FROM webhook_deliveries x
-		WHERE x.id = i.id AND x.lease_until IS NULL AND x.died IS NULL
-		LIMIT 1) AS d
+		SELECT x.target, x.due, x.seq, x.lease_until, x.died FROM webhook_deliveries x
+		WHERE x.id = i.id LIMIT 1) AS d
+	WHERE d.lease_until IS NULL AND d.died IS NULL
 	ORDER BY d.target, d.due, d.seq
 )`
 
