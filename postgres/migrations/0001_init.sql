@@ -228,7 +228,9 @@ BEGIN
 
 	-- The spaces that have a target ready to claim from, and their leased
 	-- deliveries: the distinct spaces are walked through the index, one
-	-- probe a space, not the targets.
+	-- probe a space, not the targets; so is each space's first target
+	-- that may give a delivery now (a subquery with a LIMIT, which the
+	-- planner does not turn into a join that reads every ready target).
 	WITH RECURSIVE s(space) AS (
 		SELECT min(t.space) FROM webhook_targets t WHERE t.next_due IS NOT NULL AND NOT t.paused
 		UNION ALL
@@ -241,10 +243,13 @@ BEGIN
 			WHERE l.space = s.space AND l.leased > 0) ORDER BY s.space)
 	INTO sp_name, sp_leased
 	FROM s
-	WHERE s.space IS NOT NULL AND EXISTS (
+	CROSS JOIN LATERAL (
 		SELECT FROM webhook_targets t
-		WHERE t.space = s.space AND t.next_due <= p_now AND NOT t.paused AND t.ready_at <= p_now
-			AND t.leased < p_per);
+		WHERE t.space = s.space AND t.next_due IS NOT NULL AND NOT t.paused AND t.next_due <= p_now
+			AND t.ready_at <= p_now AND t.leased < p_per
+		ORDER BY t.next_due, t.next_seq
+		LIMIT 1) AS ready
+	WHERE s.space IS NOT NULL;
 	n := coalesce(cardinality(sp_name), 0);
 	IF n = 0 THEN
 		RETURN;
