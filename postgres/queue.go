@@ -105,6 +105,16 @@ func (q *Queue) Wake(ctx context.Context) <-chan struct{} {
 // as the Queue contract says. It also refuses, with an error that wraps
 // webhook.ErrInvalid, a nil delivery, one without ID or Target, or two
 // with the same ID.
+//
+// What it accepts is on disk when it returns, but its transaction does
+// not wait for the disk itself: it holds the locks of its targets, which
+// every Claim skips and every Settle of theirs waits for, and so commits
+// without the flush (synchronous_commit off), and a transaction that
+// waits for it follows in the same round trip; its flush takes the first
+// commit to disk with it, and Enqueue returns only after it. Meanwhile
+// other replicas may claim and send the deliveries: should the server
+// crash in between, such a delivery, sent, is lost and Enqueue fails, as
+// it fails when the answer to a commit is lost.
 func (q *Queue) Enqueue(ctx context.Context, ds ...*webhook.Delivery) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -116,14 +126,44 @@ func (q *Queue) Enqueue(ctx context.Context, ds ...*webhook.Delivery) error {
 	err = pipelined(ctx, q.pool, func(conn *pgx.Conn) error {
 		b := &pgx.Batch{}
 		b.Queue(`BEGIN`)
+		b.Queue(`SET LOCAL synchronous_commit = off`)
 		q.queueEnqueue(b, batch)
 		b.Queue(`COMMIT`)
-		return conn.SendBatch(ctx, b).Close()
+		queueFlush(b)
+		flushed := b.Len() - 1
+		queueNotify(b)
+		return execBatch(conn.SendBatch(ctx, b), b.Len(), flushed)
 	})
 	if err != nil {
 		return ctxErr(ctx, enqueueError(err))
 	}
-	q.notify(ctx)
+	return nil
+}
+
+// queueFlush adds to b a transaction that waits for the disk
+// (synchronous_commit on, whatever the session's setting). It takes an
+// id, so that its commit writes a record, whose flush takes every commit
+// of the session before it to disk.
+func queueFlush(b *pgx.Batch) {
+	b.Queue(`BEGIN`)
+	b.Queue(`SET LOCAL synchronous_commit = on`)
+	b.Queue(`SELECT pg_current_xact_id()`)
+	b.Queue(`COMMIT`)
+}
+
+// execBatch reads the results of the n statements of a batch that has no
+// rows to return. Past the one at last, what fails fails nothing: a
+// notification, which the claimers' poll makes up for.
+func execBatch(br pgx.BatchResults, n, last int) error {
+	defer br.Close()
+	for i := range n {
+		if _, err := br.Exec(); err != nil {
+			if i > last {
+				return nil
+			}
+			return err
+		}
+	}
 	return nil
 }
 
@@ -200,6 +240,8 @@ func (e txEnqueuer) Enqueue(ctx context.Context, ds ...*webhook.Delivery) error 
 	}
 	b := &pgx.Batch{}
 	b.Queue(`SAVEPOINT webhook_enqueue`)
+	// Accepted means on disk, whatever the session's setting.
+	b.Queue(`SET LOCAL synchronous_commit = on`)
 	e.q.queueEnqueue(b, batch)
 	b.Queue(`SELECT pg_notify($1, '')`, queueChannel) // sent when, and if, tx commits
 	b.Queue(`RELEASE SAVEPOINT webhook_enqueue`)
@@ -321,8 +363,6 @@ ON CONFLICT (shard) DO UPDATE SET held = c.held + excluded.held`
 // queueEnqueue adds Enqueue's statements to b: inside a transaction, they
 // store the deliveries of eb, or fail.
 func (q *Queue) queueEnqueue(b *pgx.Batch, eb *enqueueBatch) {
-	// Accepted means on disk, whatever the session's setting.
-	b.Queue(`SET LOCAL synchronous_commit = on`)
 	b.Queue(enqueueSQL, append(eb.args(), q.limits.MaxPending, q.limits.MaxPendingPerTarget)...)
 	b.Queue(countSQL, countShards, len(eb.ids))
 }
