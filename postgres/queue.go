@@ -36,10 +36,11 @@ type QueueConfig struct {
 // survives the crash of the replica that claimed it (it is claimed again
 // once its lease ends). Queue is also a webhook.Waker: Enqueue, Revive,
 // and a Settle that makes a delivery due again, NOTIFY, and Wake listens
-// on a connection of the Queue's own that reconnects by itself.
-// PostgreSQL commits notifying transactions one at a time, so that a
-// Dispatch of one event a transaction is bound by the disk's flushes a
-// second; batches (several events a Dispatch) are how to go past it.
+// on a connection of the Queue's own that reconnects by itself. Every
+// Enqueue waits for a flush to disk, so that a host that dispatches one
+// event at a time is bound by the disk's flushes a second; PostgreSQL
+// flushes the commits of concurrent Enqueues together, and batches
+// (several events a Dispatch) are how one caller goes past it.
 //
 // Claim does not scan the deliveries: it walks a table of targets (one
 // row per registration), ordered by each one's earliest ready delivery,
