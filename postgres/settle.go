@@ -394,7 +394,7 @@ WITH b AS (
 		attempts, due, last_status, last_error)
 	SELECT u.id, nextval('webhook_delivery_seq'), u.target, u.space, u.webhook_id, u.event_ids, u.body,
 		u.created, u.attempts, u.due, u.last_status, u.last_error
-	FROM ` + deliveryRows(5) + `
+	FROM ` + unnestDeliveries(5) + `
 	ORDER BY u.ord
 	ON CONFLICT (id) DO UPDATE SET attempts = excluded.attempts, due = excluded.due,
 		last_status = excluded.last_status, last_error = excluded.last_error, lease_until = NULL, died = NULL
@@ -404,7 +404,7 @@ WITH b AS (
 		attempts, due, last_status, last_error)
 	SELECT u.id, nextval('webhook_delivery_seq'), u.target, u.space, u.webhook_id, u.event_ids, u.body,
 		u.created, u.attempts, u.due, u.last_status, u.last_error
-	FROM ` + deliveryRows(16) + `
+	FROM ` + unnestDeliveries(16) + `
 	ORDER BY u.ord
 	ON CONFLICT (id) DO UPDATE SET due = excluded.due, lease_until = NULL, died = NULL
 	RETURNING d.target, d.due, d.seq
@@ -413,7 +413,7 @@ WITH b AS (
 		attempts, due, last_status, last_error, died)
 	SELECT u.id, nextval('webhook_delivery_seq'), u.target, u.space, u.webhook_id, u.event_ids, u.body,
 		u.created, u.attempts, u.due, u.last_status, u.last_error, nextval('webhook_delivery_death')
-	FROM ` + deliveryRows(27) + `
+	FROM ` + unnestDeliveries(27) + `
 	ORDER BY u.ord
 	ON CONFLICT (id) DO UPDATE SET target = excluded.target, space = excluded.space,
 		webhook_id = excluded.webhook_id, event_ids = excluded.event_ids, body = excluded.body,
@@ -452,9 +452,9 @@ LEFT JOIN delta AS dl ON dl.target = o.target
 LEFT JOIN fresh AS f ON f.target = o.target
 WHERE t.target = o.target`
 
-// deliveryRows reads deliveries laid out as enqueueBatch.args from
+// unnestDeliveries reads deliveries laid out as enqueueBatch.args from
 // parameter $n on, as u, in their order (u.ord).
-func deliveryRows(n int) string {
+func unnestDeliveries(n int) string {
 	return fmt.Sprintf(`unnest($%d::text[], $%d::text[], $%d::text[], $%d::text[], $%d::json[], $%d::bytea[],
 		$%d::timestamptz[], $%d::int[], $%d::timestamptz[], $%d::int[], $%d::text[])
 		WITH ORDINALITY AS u(id, target, space, webhook_id, event_ids, body, created, attempts,
