@@ -49,7 +49,14 @@ func (d *Dispatcher) run() {
 			for _, dl := range claimed {
 				d.start(dl)
 			}
-			if len(claimed) > 0 {
+			// A Claim that filled every free worker may have left more
+			// for those that freed meanwhile; one that did not found all
+			// there was, and a finished attempt, a Dispatch or the
+			// Queue's news pokes when there may be more. Claiming again
+			// at once would only come back empty (a round trip to a
+			// database Queue), which with MaxInFlight 1 is every other
+			// Claim.
+			if len(claimed) == free {
 				continue
 			}
 		}

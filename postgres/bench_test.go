@@ -1,11 +1,14 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -127,7 +130,7 @@ func benchmarkClaim(b *testing.B, q *Queue, limit int) {
 }
 
 // BenchmarkEnqueue enqueues batches of deliveries of 300-byte bodies over
-// 10 targets, one transaction (one durable commit) a batch.
+// 10 targets, one durable commit a batch.
 func BenchmarkEnqueue(b *testing.B) {
 	for _, size := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
@@ -155,8 +158,8 @@ func BenchmarkEnqueue(b *testing.B) {
 }
 
 // BenchmarkSettle settles batches of claimed deliveries as delivered,
-// one transaction (one durable commit) a batch; the enqueueing and
-// claiming are outside the timing.
+// one transaction a batch, which does not wait for the disk (see
+// Queue.Settle); the enqueueing and claiming are outside the timing.
 func BenchmarkSettle(b *testing.B) {
 	for _, size := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
@@ -208,33 +211,289 @@ func benchDelivery(n int) *webhook.Delivery {
 	}
 }
 
+// benchHooks is how many registrations the end-to-end benchmarks
+// deliver to: as many as a Dispatcher has workers by default, one request
+// in flight each (MaxInFlight 1).
+const benchHooks = 64
+
 // BenchmarkReplicaDeliveries measures durable deliveries a second end to
-// end with one replica (a Registry over a Store, a Dispatcher over a
-// Queue, the defaults: 64 workers, one request in flight a registration)
-// and a local receiver that answers at once: 64 registrations, each
-// event matching one of them with chunk_size 1, so that a delivery is one
-// request of one event; events are dispatched 64 a call (64 deliveries a
-// transaction).
+// end: Registries over a Store, Dispatchers over a Queue (the defaults:
+// 64 workers, one request in flight a registration), and a local
+// receiver that answers at once. There are 64 registrations, each event
+// matches one of them (chunk_size 1), so that a delivery is one request
+// of one event; each replica dispatches 64 events a call (64 deliveries a
+// transaction), b.N calls in all, from a goroutine of its own, while its
+// Dispatcher delivers. The clock runs from the first Dispatch to the last
+// request's arrival.
+//
+// queue=memory is the baseline: the same workload on one Dispatcher over
+// the MemoryQueue, with the registrations in memory. replicas=2 runs two
+// Registries and Dispatchers, each with a pool of its own, on one
+// database, as two processes would.
+//
+//	go test -run '^$' -bench ReplicaDeliveries -benchtime 100x -count 3 ./postgres/
 func BenchmarkReplicaDeliveries(b *testing.B) {
-	_, cfg := newTestDatabase(b)
-	var mu sync.Mutex // guards got
-	got := 0
-	done := make(chan struct{}, 1)
-	want := 0
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		got++
-		if got == want {
-			done <- struct{}{}
+	b.Run("queue=memory", func(b *testing.B) {
+		benchmarkDeliveries(b, []*benchReplica{newMemoryReplica(b)})
+	})
+	for _, n := range []int{1, 2} {
+		b.Run(fmt.Sprintf("queue=postgres/replicas=%d", n), func(b *testing.B) {
+			_, cfg := newTestDatabase(b)
+			var rs []*benchReplica
+			for range n {
+				rs = append(rs, newPostgresReplica(b, cfg))
+			}
+			benchmarkDeliveries(b, rs)
+		})
+	}
+}
+
+func benchmarkDeliveries(b *testing.B, rs []*benchReplica) {
+	ctx := context.Background()
+	rcv := newBenchReceiver(b)
+	rcv.createHooks(b, rs)
+	n := b.N * benchHooks * len(rs)
+	rcv.expect(n)
+	b.ReportAllocs()
+	b.ResetTimer()
+	errs := make(chan error, len(rs))
+	for k, r := range rs {
+		go func() {
+			events := make([]webhook.Event, benchHooks)
+			for i := range b.N {
+				for j := range events {
+					events[j] = webhook.Event{Space: "team", Name: "Contact.Update",
+						Data: json.RawMessage(fmt.Sprintf(`{"id":"c%d-%d-%d","n":%d}`, k, i, j, j))}
+				}
+				if err := r.disp.Dispatch(ctx, events...); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range rs {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
 		}
-		mu.Unlock()
-	}))
-	defer srv.Close()
-	r := newBenchReplica(b, cfg)
-	const hooks = 64
-	for i := range hooks {
-		_, err := r.reg.Create(context.Background(), "team", webhook.Webhook{
-			URL: srv.URL, Events: []string{"Contact.Update"},
+	}
+	select {
+	case <-rcv.done:
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("%d of %d delivered", rcv.count(), n)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "deliveries/s")
+	b.ReportMetric(0, "ns/op") // an op is 64 deliveries a replica: deliveries/s says it
+}
+
+// BenchmarkCommitToDelivery measures the time from the return of a
+// Dispatch (the Enqueue's commit) to the request's arrival at the
+// receiver, while the replica is idle-ish: one event a Dispatch, 100 a
+// second, b.N of them. It reports the median and the 99th percentile.
+//
+//	go test -run '^$' -bench CommitToDelivery -benchtime 2000x -count 3 ./postgres/
+func BenchmarkCommitToDelivery(b *testing.B) {
+	b.Run("queue=memory", func(b *testing.B) {
+		benchmarkLatency(b, newMemoryReplica(b))
+	})
+	b.Run("queue=postgres", func(b *testing.B) {
+		_, cfg := newTestDatabase(b)
+		benchmarkLatency(b, newPostgresReplica(b, cfg))
+	})
+}
+
+// latencyRate is how many events a second BenchmarkCommitToDelivery
+// dispatches.
+const latencyRate = 100
+
+func benchmarkLatency(b *testing.B, r *benchReplica) {
+	ctx := context.Background()
+	rcv := newBenchReceiver(b)
+	rcv.createHooks(b, []*benchReplica{r})
+	committed := make([]time.Time, b.N)
+	arrived := make([]time.Time, b.N)
+	rcv.arrived = func(k int, at time.Time) {
+		if k >= 0 && k < len(arrived) {
+			arrived[k] = at
+		}
+	}
+	rcv.expect(b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	tick := time.NewTicker(time.Second / latencyRate)
+	defer tick.Stop()
+	for k := range b.N {
+		<-tick.C
+		ev := webhook.Event{Space: "team", Name: "Contact.Update",
+			Data: json.RawMessage(fmt.Sprintf(`{"id":"lat-%d","n":%d}`, k, k%benchHooks))}
+		if err := r.disp.Dispatch(ctx, ev); err != nil {
+			b.Fatal(err)
+		}
+		rcv.mu.Lock()
+		committed[k] = time.Now()
+		rcv.mu.Unlock()
+	}
+	select {
+	case <-rcv.done:
+	case <-time.After(time.Minute):
+		b.Fatalf("%d of %d delivered", rcv.count(), b.N)
+	}
+	b.StopTimer()
+	rcv.mu.Lock()
+	lat := make([]time.Duration, b.N)
+	for k := range lat {
+		// A request may arrive before Dispatch has returned: its latency
+		// counts as zero.
+		lat[k] = max(0, arrived[k].Sub(committed[k]))
+	}
+	rcv.mu.Unlock()
+	slices.Sort(lat)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+	b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
+	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+	b.ReportMetric(0, "ns/op") // paced: the time per Dispatch is the pace's
+}
+
+// benchReplica is one process's worth of the library for the end-to-end
+// benchmarks.
+type benchReplica struct {
+	reg  *webhook.Registry
+	disp *webhook.Dispatcher
+}
+
+// benchTransport returns the Transport of the end-to-end benchmarks: the
+// default HTTPTransport over an http.Transport that keeps an idle
+// connection for every worker. http.DefaultTransport, which the default
+// clones, keeps two a host, so that 64 workers sending to one receiver
+// would dial a connection for nearly every request, and the benchmarks
+// would measure TCP handshakes rather than the Queue.
+func benchTransport() *webhook.HTTPTransport {
+	ht := http.DefaultTransport.(*http.Transport).Clone()
+	ht.MaxIdleConnsPerHost = webhook.DefaultWorkers
+	return webhook.NewHTTPTransport(webhook.HTTPConfig{Client: &http.Client{Transport: ht}, AddressPolicy: loopback})
+}
+
+// newMemoryReplica returns a replica whose registrations and deliveries
+// live in memory: the baseline.
+func newMemoryReplica(b *testing.B) *benchReplica {
+	b.Helper()
+	reg, err := webhook.NewRegistry(context.Background(), webhook.RegistryConfig{Addresses: loopback})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return startBenchReplica(b, reg, nil, nil)
+}
+
+// newPostgresReplica returns a replica with a pool of its own on the
+// database of cfg, as a process would have.
+func newPostgresReplica(b *testing.B, cfg *pgxpool.Config) *benchReplica {
+	b.Helper()
+	ctx := context.Background()
+	pool, err := pgxpool.NewWithConfig(ctx, cfg.Copy())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	store, err := NewStore(ctx, pool, StoreConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close() })
+	q, err := NewQueue(ctx, pool, QueueConfig{Limits: benchLimits})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { q.Close() })
+	reg, err := webhook.NewRegistry(ctx, webhook.RegistryConfig{Store: store, Addresses: loopback})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return startBenchReplica(b, reg, q, benchTransport())
+}
+
+func startBenchReplica(b *testing.B, reg *webhook.Registry, q webhook.Queue, tr *webhook.HTTPTransport) *benchReplica {
+	b.Helper()
+	if tr == nil {
+		tr = benchTransport()
+	}
+	disp, err := webhook.NewDispatcher(reg, webhook.Config{Queue: q, Transport: tr,
+		Lease: 30 * time.Second, PollInterval: 200 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := disp.Close(ctx); err != nil {
+			b.Error(err)
+		}
+		reg.Close()
+		tr.Close()
+	})
+	return &benchReplica{reg: reg, disp: disp}
+}
+
+// benchReceiver is the end-to-end benchmarks' receiver: it answers at
+// once, counts the requests, and signals done when it has the number it
+// expects.
+type benchReceiver struct {
+	*httptest.Server
+	mu      sync.Mutex // guards the fields below
+	got     int
+	want    int
+	done    chan struct{}
+	arrived func(k int, at time.Time) // told of each "lat-k" record; nil: not
+}
+
+func newBenchReceiver(b *testing.B) *benchReceiver {
+	r := &benchReceiver{done: make(chan struct{})}
+	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
+	b.Cleanup(r.Close)
+	return r
+}
+
+func (r *benchReceiver) serve(w http.ResponseWriter, req *http.Request) {
+	at := time.Now()
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.arrived != nil {
+		if _, rest, ok := bytes.Cut(body, []byte(`"lat-`)); ok {
+			digits, _, _ := bytes.Cut(rest, []byte(`"`))
+			if k, err := strconv.Atoi(string(digits)); err == nil {
+				r.arrived(k, at)
+			}
+		}
+	}
+	if r.got++; r.got == r.want {
+		close(r.done)
+	}
+}
+
+func (r *benchReceiver) expect(n int) {
+	r.mu.Lock()
+	r.want = n
+	r.mu.Unlock()
+}
+
+func (r *benchReceiver) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.got
+}
+
+// createHooks creates the benchmarks' registrations on the first replica,
+// the n-th of them matching the events whose record has "n": n, and waits
+// until every other replica knows them.
+func (r *benchReceiver) createHooks(b *testing.B, rs []*benchReplica) {
+	b.Helper()
+	ctx := context.Background()
+	for i := range benchHooks {
+		_, err := rs[0].reg.Create(ctx, "team", webhook.Webhook{
+			URL: r.URL, Events: []string{"Contact.Update"},
 			Options: webhook.Options{ChunkSize: 1, Entity: map[string]webhook.EntityOptions{"Contact": {
 				Filter: map[string]json.RawMessage{"n": json.RawMessage(strconv.Itoa(i))}}}},
 		})
@@ -242,25 +501,10 @@ func BenchmarkReplicaDeliveries(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	n := b.N * hooks
-	mu.Lock()
-	want = n
-	mu.Unlock()
-	b.ResetTimer()
-	for i := 0; i < n; i += hooks {
-		events := make([]webhook.Event, hooks)
-		for j := range events {
-			events[j] = webhook.Event{Space: "team", Name: "Contact.Update",
-				Data: json.RawMessage(fmt.Sprintf(`{"id":"c%d","n":%d}`, i+j, j))}
-		}
-		if err := r.disp.Dispatch(context.Background(), events...); err != nil {
-			b.Fatal(err)
+	for _, other := range rs[1:] {
+		hooks, err := other.reg.List(ctx, "team") // catches up first
+		if err != nil || len(hooks) != benchHooks {
+			b.Fatalf("the other replica knows %d registrations (%v)", len(hooks), err)
 		}
 	}
-	select {
-	case <-done:
-	case <-time.After(5 * time.Minute):
-		b.Fatal("not all delivered")
-	}
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "deliveries/s")
 }

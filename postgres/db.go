@@ -53,7 +53,7 @@ func retry(ctx context.Context, f func() error) error {
 // pipelined runs f on a connection of pool, trying again as retry says.
 // f runs a transaction whose BEGIN goes in its first batch of statements
 // and whose COMMIT in its last, which spares the two round trips of a
-// pgx.Tx; pipelined rolls it back if f fails in between.
+// pgx.Tx; pipelined rolls it back if f leaves it open.
 func pipelined(ctx context.Context, pool *pgxpool.Pool, f func(*pgx.Conn) error) error {
 	return retry(ctx, func() error {
 		conn, err := pool.Acquire(ctx)
@@ -61,11 +61,11 @@ func pipelined(ctx context.Context, pool *pgxpool.Pool, f func(*pgx.Conn) error)
 			return err
 		}
 		defer conn.Release()
-		if err := f(conn.Conn()); err != nil {
-			abort(ctx, conn.Conn())
-			return err
-		}
-		return nil
+		err = f(conn.Conn())
+		// A transaction f left open (it failed, or a statement it ignores
+		// failed after its commit) is rolled back.
+		abort(ctx, conn.Conn())
+		return err
 	})
 }
 

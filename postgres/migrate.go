@@ -37,7 +37,7 @@ type migration struct {
 // SchemaVersion is the version of the schema this package's Queue and
 // Store need: the number of the last of its migrations (a test keeps the
 // two in step).
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // Migrate brings the schema in the database of pool up to SchemaVersion:
 // it creates the tables of the Store and the Queue, or applies the

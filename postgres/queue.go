@@ -36,10 +36,11 @@ type QueueConfig struct {
 // survives the crash of the replica that claimed it (it is claimed again
 // once its lease ends). Queue is also a webhook.Waker: Enqueue, Revive,
 // and a Settle that makes a delivery due again, NOTIFY, and Wake listens
-// on a connection of the Queue's own that reconnects by itself.
-// PostgreSQL commits notifying transactions one at a time, so that a
-// Dispatch of one event a transaction is bound by the disk's flushes a
-// second; batches (several events a Dispatch) are how to go past it.
+// on a connection of the Queue's own that reconnects by itself. Every
+// Enqueue waits for a flush to disk, so that a host that dispatches one
+// event at a time is bound by the disk's flushes a second; PostgreSQL
+// flushes the commits of concurrent Enqueues together, and batches
+// (several events a Dispatch) are how one caller goes past it.
 //
 // Claim does not scan the deliveries: it walks a table of targets (one
 // row per registration), ordered by each one's earliest ready delivery,
@@ -105,6 +106,16 @@ func (q *Queue) Wake(ctx context.Context) <-chan struct{} {
 // as the Queue contract says. It also refuses, with an error that wraps
 // webhook.ErrInvalid, a nil delivery, one without ID or Target, or two
 // with the same ID.
+//
+// What it accepts is on disk when it returns, but its transaction does
+// not wait for the disk itself: it holds the locks of its targets, which
+// every Claim skips and every Settle of theirs waits for, and so commits
+// without the flush (synchronous_commit off), and a transaction that
+// waits for it follows in the same round trip; its flush takes the first
+// commit to disk with it, and Enqueue returns only after it. Meanwhile
+// other replicas may claim and send the deliveries: should the server
+// crash in between, such a delivery, sent, is lost and Enqueue fails, as
+// it fails when the answer to a commit is lost.
 func (q *Queue) Enqueue(ctx context.Context, ds ...*webhook.Delivery) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -116,15 +127,70 @@ func (q *Queue) Enqueue(ctx context.Context, ds ...*webhook.Delivery) error {
 	err = pipelined(ctx, q.pool, func(conn *pgx.Conn) error {
 		b := &pgx.Batch{}
 		b.Queue(`BEGIN`)
+		b.Queue(`SET LOCAL synchronous_commit = off`)
 		q.queueEnqueue(b, batch)
 		b.Queue(`COMMIT`)
-		return conn.SendBatch(ctx, b).Close()
+		queueFlush(b)
+		flushed := b.Len() - 1
+		queueNotify(b)
+		return execBatch(conn.SendBatch(ctx, b), b.Len(), flushed)
 	})
 	if err != nil {
 		return ctxErr(ctx, enqueueError(err))
 	}
-	q.notify(ctx)
 	return nil
+}
+
+// queueFlush adds to b a transaction that waits for the disk
+// (synchronous_commit on, whatever the session's setting). It takes an
+// id, so that its commit writes a record, whose flush takes every commit
+// of the session before it to disk.
+func queueFlush(b *pgx.Batch) {
+	b.Queue(`BEGIN`)
+	b.Queue(`SET LOCAL synchronous_commit = on`)
+	b.Queue(`SELECT pg_current_xact_id()`)
+	b.Queue(`COMMIT`)
+}
+
+// execBatch reads the results of the n statements of a batch that has no
+// rows to return. Past the one at last, what fails fails nothing: a
+// notification, which the claimers' poll makes up for.
+func execBatch(br pgx.BatchResults, n, last int) error {
+	defer br.Close()
+	for i := range n {
+		if _, err := br.Exec(); err != nil {
+			if i > last {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// asyncSettings begins the transactions of Claim and Settle. They commit
+// without waiting for the disk (see Claim and Settle). Their statements
+// use generic plans, made once a session rather than at every call, with
+// sequential scans and hash and merge joins off, and no JIT compilation:
+// each of them starts from the few rows it names and reaches the tables
+// through indexes that fit, one lookup a row, whatever the planner would
+// estimate, since a queue's tables swing from empty to millions of rows
+// faster than their statistics follow; a plan made for a small table (a
+// scan of it) must not stick once it has grown, nor a generic plan's wide
+// estimates make a millisecond statement compile.
+const asyncSettings = `SELECT set_config('synchronous_commit', 'off', true),
+	set_config('plan_cache_mode', 'force_generic_plan', true), set_config('jit', 'off', true),
+	set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
+	set_config('enable_mergejoin', 'off', true)`
+
+// queueNotify adds to b, after the transaction whose news it tells, a
+// NOTIFY in a transaction of its own that does not wait for the disk (see
+// notify): a round trip fewer than notify.
+func queueNotify(b *pgx.Batch) {
+	b.Queue(`BEGIN`)
+	b.Queue(`SET LOCAL synchronous_commit = off`)
+	b.Queue(`SELECT pg_notify($1, '')`, queueChannel)
+	b.Queue(`COMMIT`)
 }
 
 // notify tells the listeners of every replica that deliveries may have
@@ -175,6 +241,8 @@ func (e txEnqueuer) Enqueue(ctx context.Context, ds ...*webhook.Delivery) error 
 	}
 	b := &pgx.Batch{}
 	b.Queue(`SAVEPOINT webhook_enqueue`)
+	// Accepted means on disk, whatever the session's setting.
+	b.Queue(`SET LOCAL synchronous_commit = on`)
 	e.q.queueEnqueue(b, batch)
 	b.Queue(`SELECT pg_notify($1, '')`, queueChannel) // sent when, and if, tx commits
 	b.Queue(`RELEASE SAVEPOINT webhook_enqueue`)
@@ -296,8 +364,6 @@ ON CONFLICT (shard) DO UPDATE SET held = c.held + excluded.held`
 // queueEnqueue adds Enqueue's statements to b: inside a transaction, they
 // store the deliveries of eb, or fail.
 func (q *Queue) queueEnqueue(b *pgx.Batch, eb *enqueueBatch) {
-	// Accepted means on disk, whatever the session's setting.
-	b.Queue(`SET LOCAL synchronous_commit = on`)
 	b.Queue(enqueueSQL, append(eb.args(), q.limits.MaxPending, q.limits.MaxPendingPerTarget)...)
 	b.Queue(countSQL, countShards, len(eb.ids))
 }
@@ -424,11 +490,20 @@ func (q *Queue) adjust(ctx context.Context, tx pgx.Tx, fresh, targets []string, 
 
 // freshHeads, a CTE, finds the earliest of the deliveries with ids $1
 // that are ready, per target: those made ready by the statements before,
-// which nextHead must take into account.
+// which nextHead must take into account. It looks each id up by the
+// primary key, in a subquery of its own that names nothing else: written
+// as one scan with id = ANY($1), or with the conditions of the index of
+// ready deliveries beside the id, the planner may walk that whole index
+// in (target, due, seq) order, which spares it a sort and costs a read of
+// every pending delivery.
 const freshHeads = `
 fresh AS (
-	SELECT DISTINCT ON (d.target) d.target, d.due, d.seq FROM webhook_deliveries d
-	WHERE d.id = ANY($1) AND d.lease_until IS NULL AND d.died IS NULL
+	SELECT DISTINCT ON (d.target) d.target, d.due, d.seq
+	FROM unnest($1::text[]) AS i(id)
+	CROSS JOIN LATERAL (
+		SELECT x.target, x.due, x.seq, x.lease_until, x.died FROM webhook_deliveries x
+		WHERE x.id = i.id LIMIT 1) AS d
+	WHERE d.lease_until IS NULL AND d.died IS NULL
 	ORDER BY d.target, d.due, d.seq
 )`
 
