@@ -68,10 +68,11 @@ func TestMigrateFromVersion1(t *testing.T) {
 	require.NoError(t, err)
 	_, err = pool.Exec(ctx, `INSERT INTO webhook_deliveries (id, seq, target, space, webhook_id, event_ids,
 			body, created, attempts, due, last_status, last_error)
-		VALUES ('d1', nextval('webhook_delivery_seq'), 't1', 's1', 'w1', '["ev-1"]', '[]', $1, 0, $1, 0, '');
-		INSERT INTO webhook_targets (target, space, held, next_due, next_seq)
+		VALUES ('d1', nextval('webhook_delivery_seq'), 't1', 's1', 'w1', '["ev-1"]', '[]', $1, 0, $1, 0, '')`, testBase)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `INSERT INTO webhook_targets (target, space, held, next_due, next_seq)
 		SELECT target, space, 1, due, seq FROM webhook_deliveries;
-		INSERT INTO webhook_queue_counts (shard, held) VALUES (0, 1)`, testBase)
+		INSERT INTO webhook_queue_counts (shard, held) VALUES (0, 1)`)
 	require.NoError(t, err)
 	require.ErrorContains(t, checkSchema(ctx, pool), "call postgres.Migrate")
 
