@@ -502,14 +502,16 @@ func BenchmarkWorkloadEndToEnd(b *testing.B) {
 		tr := NewHTTPTransport(HTTPConfig{AddressPolicy: loopback, Client: newClient(b)})
 		b.Cleanup(func() { tr.Close() })
 		r := newTestRegistry()
-		id := mustCreate(b, r, hook).ID
+		w := mustCreate(b, r, hook)
+		key := r.byID[spaceID{w.Space, w.ID}].key
 		b.ReportAllocs()
 		for b.Loop() {
 			b.StopTimer()
 			q := NewMemoryQueue(QueueLimits{})
 			now := time.Now()
 			for _, req := range reqs {
-				require.NoError(b, q.Enqueue(ctx, &Delivery{ID: newUUID(), WebhookID: id, Body: req.Body, Created: now, Due: now}))
+				require.NoError(b, q.Enqueue(ctx, &Delivery{ID: newUUID(), Space: w.Space, WebhookID: w.ID, Target: key,
+					Body: req.Body, Created: now, Due: now}))
 			}
 			var done atomic.Int64
 			last := make(chan struct{})
