@@ -111,8 +111,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer, when set, sees every attempt once its outcome is
 	// recorded, and every delivery dropped or held back without one. It
-	// is called from one goroutine at a time, which records the outcomes
-	// of all attempts, so it should be quick.
+	// is called from one goroutine at a time, the one recording the
+	// outcomes of attempts, so it should be quick.
 	Observer func(Attempt)
 	// Signature is the format of the signature header; the zero value is
 	// Pipeliner's.

@@ -46,25 +46,30 @@ type Dispatcher struct {
 	// The values of the headers every request has, shared by all of them:
 	// a Transport must not modify a Request.
 	contentType, agent []string
-	bufs               sync.Pool     // of *[]byte, where Dispatch builds request bodies
-	wake               chan struct{} // tells the scheduler to look at the Queue again
-	stop               chan struct{} // closed by Close: the scheduler and the workers end
-	jobs               chan *Delivery
-	finished           chan finished // from the workers to the recorder; closed once they end
-	unwatch            func()        // stops hearing of the Registry's deletions
+	bufs               sync.Pool      // of *[]byte, where Dispatch builds request bodies
+	wake               chan struct{}  // tells the scheduler to look at the Queue again
+	stop               chan struct{}  // closed by Close: the scheduler and the workers end
+	jobs               chan *Delivery // to the idle workers; buffered, so that a claimer never waits for one
+	more               chan struct{}  // hands the recording over to the recorder; closed once the workers end
+	unwatch            func()         // stops hearing of the Registry's deletions
 	intake             sync.WaitGroup
 	work               sync.WaitGroup // the scheduler and the workers
 	recorder           sync.WaitGroup
 
-	mu       sync.Mutex // guards the fields below
-	closed   bool
-	started  int                // workers started, at most Config.Workers
-	idle     int                // workers waiting for a job
-	calls    map[string]tracked // deliveries of Dispatch calls not done, by id
-	busy     map[string]bool    // deliveries in flight here, whose outcome is not recorded yet
-	purges   []string           // targets whose registrations were deleted, to purge
-	reviving int                // Redeliver calls waiting for the Queue
-	early    map[string]bool    // deliveries done while reviving > 0, which a revival may claim
+	mu        sync.Mutex // guards the fields below
+	closed    bool
+	started   int                // workers started, at most Config.Workers
+	idle      int                // workers done with their attempts, not handed a job yet
+	outcomes  []finished         // of attempts, to be recorded
+	spare     []finished         // the array outcomes had before it was taken to be recorded
+	recording bool               // a worker, or the recorder, records outcomes
+	claiming  bool               // a Claim for the free workers is under way
+	reclaim   bool               // another is asked for once it is done
+	calls     map[string]tracked // deliveries of Dispatch calls not done, by id
+	busy      map[string]bool    // deliveries in flight here, whose outcome is not recorded yet
+	purges    []string           // targets whose registrations were deleted, to purge
+	reviving  int                // Redeliver calls waiting for the Queue
+	early     map[string]bool    // deliveries done while reviving > 0, which a revival may claim
 }
 
 // call counts the deliveries of one Dispatch call, for Flush.
@@ -109,7 +114,7 @@ func NewDispatcher(r *Registry, cfg Config) (*Dispatcher, error) {
 		maxBody:   orDefault(cfg.MaxBody, DefaultMaxBody),
 		lease:     orDefault(cfg.Lease, DefaultLease),
 		poll:      orDefault(cfg.PollInterval, DefaultPollInterval),
-		wake:      make(chan struct{}, 1), stop: make(chan struct{}), jobs: make(chan *Delivery),
+		wake:      make(chan struct{}, 1), stop: make(chan struct{}),
 		calls: map[string]tracked{}, busy: map[string]bool{}}
 	if d.policy.schedule == nil {
 		d.policy.schedule = defaultRetrySchedule
@@ -134,12 +139,13 @@ func NewDispatcher(r *Registry, cfg Config) (*Dispatcher, error) {
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.bg = context.WithoutCancel(d.ctx)
 	d.contentType, d.agent = []string{"application/json"}, []string{userAgent}
-	d.finished = make(chan finished, d.workers)
+	d.jobs = make(chan *Delivery, d.workers)
+	d.more = make(chan struct{}, 1)
 	d.unwatch = r.watchDeletes(d.purge)
 	d.work.Add(1)
 	go d.run()
 	d.recorder.Add(1)
-	go d.record()
+	go d.recordRest()
 	return d, nil
 }
 
@@ -500,9 +506,18 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 		d.cancel()
 		<-done
 	}
-	// The workers have handed over their outcomes: record them.
-	close(d.finished)
+	// The workers have ended: the recorder records what they left, and
+	// Close releases the jobs they did not take: another process, or this
+	// one's next life, will send them.
+	close(d.more)
 	d.recorder.Wait()
+	var left []finished
+	for len(d.jobs) > 0 {
+		left = append(left, finished{outcome: Outcome{Delivery: <-d.jobs, Kind: Released}})
+	}
+	if len(left) > 0 {
+		d.settle(left)
+	}
 	d.cancel()
 	if d.own != nil {
 		d.own.Close()

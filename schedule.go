@@ -39,26 +39,15 @@ func (d *Dispatcher) run() {
 		}
 		d.purgeDeleted()
 		now := d.clock.Now()
-		d.mu.Lock()
-		free := d.workers - d.started + d.idle
-		d.mu.Unlock()
-		var err error
-		if free > 0 {
-			var claimed []*Delivery
-			claimed, err = d.queue.Claim(d.ctx, now, free, d.lease, d.perTarget)
-			for _, dl := range claimed {
-				d.start(dl)
-			}
-			// A Claim that filled every free worker may have left more
-			// for those that freed meanwhile; one that did not found all
-			// there was, and a finished attempt, a Dispatch or the
-			// Queue's news pokes when there may be more. Claiming again
-			// at once would only come back empty (a round trip to a
-			// database Queue), which with MaxInFlight 1 is every other
-			// Claim.
-			if len(claimed) == free {
-				continue
-			}
+		// A Claim that filled every free worker may have left more for
+		// those that freed meanwhile; one that did not found all there
+		// was, and a recorded outcome, a Dispatch or the Queue's news
+		// pokes when there may be more. Claiming again at once would only
+		// come back empty (a round trip to a database Queue), which with
+		// MaxInFlight 1 is every other Claim.
+		filled, err := d.claim(now)
+		if filled {
+			continue
 		}
 		next := now.Add(d.poll)
 		if err == nil {
@@ -126,48 +115,82 @@ func (d *Dispatcher) purgeDeleted() {
 	}
 }
 
-// start hands dl to an idle worker, or to a new one when none is idle.
-// Workers live until Close, at most Config.Workers of them: a new
-// goroutine for every attempt would grow its stack from scratch to the
-// depth of an HTTP request each time.
-func (d *Dispatcher) start(dl *Delivery) {
+// claim claims due deliveries for the free workers and hands them out:
+// to the idle ones, and to new ones up to Config.Workers. Workers live
+// until Close: a new goroutine for every attempt would grow its stack
+// from scratch to the depth of an HTTP request each time. It reports
+// whether the Claim filled every free worker. Once Close has stopped the
+// workers it claims nothing.
+//
+// The scheduler and the workers claim, one at a time: a claim asked for
+// while another is under way is made by that one once it is done, so
+// that it sees what the Queue recorded meanwhile. d.work counts the
+// caller, so Close waits for the workers it starts and the jobs it hands
+// out.
+func (d *Dispatcher) claim(now time.Time) (filled bool, err error) {
+	select {
+	case <-d.stop:
+		return false, nil
+	default:
+	}
 	d.mu.Lock()
-	d.busy[dl.ID] = true
-	handoff := d.idle > 0
-	if handoff {
-		d.idle--
-	} else {
-		d.started++
+	if d.claiming {
+		d.reclaim = true
+		d.mu.Unlock()
+		return false, nil
 	}
-	d.mu.Unlock()
-	if handoff {
-		select {
-		case d.jobs <- dl:
-			return
-		case <-d.stop:
-			// The idle workers may have ended: another process, or this
-			// one's next life, will send it.
-			d.finished <- finished{outcome: Outcome{Delivery: dl, Kind: Released}}
-			return
+	d.claiming = true
+	for {
+		d.reclaim = false
+		idle, fresh := d.idle, d.workers-d.started
+		d.idle, d.started = 0, d.workers
+		d.mu.Unlock()
+		filled, err = d.claimFor(now, idle, fresh)
+		d.mu.Lock()
+		if !d.reclaim {
+			d.claiming = false
+			d.mu.Unlock()
+			return filled, err
 		}
+		now = d.clock.Now()
 	}
-	d.work.Add(1)
-	go d.worker(dl)
 }
 
-// worker makes attempts, one at a time, until Close; it hands each
-// outcome to the recorder and waits, idle, for the next job. It counts
-// itself idle before the recorder has the outcome, whose recording pokes
-// the scheduler: one round of the scheduler an attempt, which finds both
-// the worker and the registration's limit free.
+// claimFor claims due deliveries for idle workers and fresh ones to
+// start, which claim has taken from the free ones, and gives back those
+// it does not need.
+func (d *Dispatcher) claimFor(now time.Time, idle, fresh int) (filled bool, err error) {
+	n := idle + fresh
+	if n == 0 {
+		return false, nil
+	}
+	claimed, err := d.queue.Claim(d.ctx, now, n, d.lease, d.perTarget)
+	handoffs := min(len(claimed), idle)
+	d.mu.Lock()
+	for _, dl := range claimed {
+		d.busy[dl.ID] = true
+	}
+	d.idle += idle - handoffs
+	d.started -= fresh - (len(claimed) - handoffs)
+	d.mu.Unlock()
+	for i, dl := range claimed {
+		if i < handoffs {
+			d.jobs <- dl // never blocks: d.jobs holds a job for every worker
+		} else {
+			d.work.Add(1)
+			go d.worker(dl)
+		}
+	}
+	return len(claimed) == n, err
+}
+
+// worker makes attempts, one at a time, until Close; it records each
+// outcome (see record) and waits, idle, for the next job, which it may
+// have claimed itself.
 func (d *Dispatcher) worker(dl *Delivery) {
 	defer d.work.Done()
 	for {
-		f := d.attempt(dl)
-		d.mu.Lock()
-		d.idle++
-		d.mu.Unlock()
-		d.finished <- f
+		d.record(d.attempt(dl))
 		select {
 		case dl = <-d.jobs:
 		case <-d.stop:
@@ -176,7 +199,7 @@ func (d *Dispatcher) worker(dl *Delivery) {
 	}
 }
 
-// finished is an attempt that ended, for the recorder: its outcome for
+// finished is an attempt that ended, to be recorded: its outcome for
 // the Queue, and its report for the Observer once the outcome is recorded.
 type finished struct {
 	outcome Outcome
@@ -242,38 +265,81 @@ func (d *Dispatcher) attempt(dl *Delivery) finished {
 // maxRecord is the most outcomes one Settle records.
 const maxRecord = 256
 
-// record is the Dispatcher's recorder: it takes the outcomes of finished
-// attempts and records them with the Queue, as many at a time as have
-// finished meanwhile (one Settle for them all), then disables the
-// registrations that failed for too long and tells the Observer. It ends
-// when the workers have ended and their outcomes are recorded.
-func (d *Dispatcher) record() {
-	defer d.recorder.Done()
-	batch := make([]finished, 0, maxRecord)
-	for f := range d.finished {
-		batch = append(batch[:0], f)
-	more:
-		for len(batch) < maxRecord {
-			select {
-			case f, ok := <-d.finished:
-				if !ok {
-					break more
-				}
-				batch = append(batch, f)
-			default:
-				break more
-			}
-		}
-		d.settle(batch)
-		clear(batch)
+// record has the outcome of a finished attempt recorded, and counts its
+// worker idle. A worker that finds nobody recording records the outcomes
+// waiting itself, in one Settle; then, when none has finished meanwhile,
+// it claims for the idle workers, itself among them, so that a delivery
+// costs no goroutine handoff while attempts finish one at a time. When
+// more have finished, it hands the recording over to the recorder, as
+// under load: one Settle after another in the recorder, while the
+// scheduler claims, so that a database Queue's Claims and Settles overlap.
+func (d *Dispatcher) record(f finished) {
+	d.mu.Lock()
+	d.outcomes = append(d.outcomes, f)
+	d.idle++
+	if d.recording {
+		d.mu.Unlock()
+		return
+	}
+	d.recording = true
+	news := d.settleWaiting()
+	if len(d.outcomes) > 0 {
+		d.mu.Unlock()
+		d.poke()             // to claim for the workers it freed meanwhile
+		d.more <- struct{}{} // never blocks: the recorder has taken the last one
+		return
+	}
+	d.recording = false
+	d.mu.Unlock()
+	if _, err := d.claim(d.clock.Now()); news || err != nil {
+		// A Claim that failed is tried again, and logged, by the
+		// scheduler.
+		d.poke()
 	}
 }
 
-// settle records a batch of outcomes, and then pokes the scheduler:
-// their workers are free, and so are their registrations' limits unless
-// the Queue failed to record them.
-func (d *Dispatcher) settle(batch []finished) {
-	defer d.poke()
+// recordRest is the Dispatcher's recorder: it takes the recording over
+// from a worker when outcomes wait, and records them, as many at a time
+// as have finished meanwhile, until none is left, poking the scheduler
+// after each Settle. It ends when Close closes d.more, once the workers
+// have ended.
+func (d *Dispatcher) recordRest() {
+	defer d.recorder.Done()
+	for range d.more {
+		d.mu.Lock()
+		for len(d.outcomes) > 0 {
+			d.settleWaiting()
+			d.poke()
+		}
+		d.recording = false
+		d.mu.Unlock()
+	}
+}
+
+// settleWaiting records the outcomes waiting, and reports whether the
+// scheduler is to look at the Queue again (see settle). It requires d.mu
+// held, and releases it meanwhile.
+func (d *Dispatcher) settleWaiting() (news bool) {
+	// Two arrays in turn: the attempts that finish meanwhile append to
+	// the other.
+	batch := d.outcomes
+	d.outcomes = d.spare[:0]
+	d.mu.Unlock()
+	for i := 0; i < len(batch); i += maxRecord {
+		news = d.settle(batch[i:min(i+maxRecord, len(batch))]) || news
+	}
+	clear(batch)
+	d.mu.Lock()
+	d.spare = batch
+	return news
+}
+
+// settle records a batch of outcomes: their workers are free, and so are
+// their registrations' limits unless the Queue failed to record them. It
+// reports whether the scheduler is to look at the Queue again: an outcome
+// was a retry, a release or a pause, which may be due before the
+// scheduler's next round, or the Queue failed to record them.
+func (d *Dispatcher) settle(batch []finished) (news bool) {
 	now := d.clock.Now()
 	outcomes := make([]Outcome, len(batch))
 	for i, f := range batch {
@@ -283,6 +349,7 @@ func (d *Dispatcher) settle(batch []finished) {
 			d.disable(&batch[i], now)
 		}
 		outcomes[i] = batch[i].outcome
+		news = news || outcomes[i].Failed || outcomes[i].Kind == Released
 	}
 	health, err := d.recordOutcomes(now, outcomes)
 	if err != nil {
@@ -293,7 +360,7 @@ func (d *Dispatcher) settle(batch []finished) {
 			delete(d.busy, o.Delivery.ID)
 		}
 		d.mu.Unlock()
-		return
+		return true
 	}
 	var done []string
 	for i := range batch {
@@ -320,6 +387,7 @@ func (d *Dispatcher) settle(batch []finished) {
 		d.doneLocked(id)
 	}
 	d.mu.Unlock()
+	return news
 }
 
 // recordOutcomes settles outcomes with the Queue, trying again every poll
