@@ -89,8 +89,12 @@ type Registry struct {
 type spaceID struct{ space, id string }
 
 // maxConflicts is how often a change is tried again after it raced a
-// change of the same registration on another replica.
-const maxConflicts = 8
+// change of the same registration on another replica. Each conflict is
+// another writer's success, so the retries end; the bound only keeps one
+// caller from starving for ever behind a stream of writers (8 was seen
+// to run out with two replicas updating one registration in a loop under
+// the race detector).
+const maxConflicts = 32
 
 // NewRegistry returns a Registry whose catalogue is Pipeliner's 138 event
 // names and cfg.Events. With a Store, it loads the registrations stored
