@@ -28,23 +28,9 @@ type batchItem struct {
 }
 
 func (c *restCall) batchDelete() {
-	atomic, e := c.rollbackMethod()
-	if e != nil {
-		c.fail(e)
-		return
-	}
-	b, e := c.readBody()
-	if e != nil {
-		c.fail(e)
-		return
-	}
 	var ids []string
-	if err := json.Unmarshal(b, &ids); err != nil {
-		c.fail(newError(errBadJSON, "the body must be a list of ids"))
-		return
-	}
-	if len(ids) > MaxBatchItems {
-		c.fail(newError(errBadJSON, "a batch holds at most %d items, not %d", MaxBatchItems, len(ids)))
+	atomic, ok := readBatch(c, &ids, "ids")
+	if !ok {
 		return
 	}
 	items := make([]batchItem, len(ids))
@@ -60,23 +46,9 @@ func (c *restCall) batchDelete() {
 }
 
 func (c *restCall) batchModify() {
-	atomic, e := c.rollbackMethod()
-	if e != nil {
-		c.fail(e)
-		return
-	}
-	b, e := c.readBody()
-	if e != nil {
-		c.fail(e)
-		return
-	}
 	var bodies []json.RawMessage
-	if err := json.Unmarshal(b, &bodies); err != nil {
-		c.fail(newError(errBadJSON, "the body must be a list of objects"))
-		return
-	}
-	if len(bodies) > MaxBatchItems {
-		c.fail(newError(errBadJSON, "a batch holds at most %d items, not %d", MaxBatchItems, len(bodies)))
+	atomic, ok := readBatch(c, &bodies, "objects")
+	if !ok {
 		return
 	}
 	items := make([]batchItem, len(bodies))
@@ -121,9 +93,27 @@ func batchID(body json.RawMessage) (string, *FieldError) {
 	return id, nil
 }
 
-func (c *restCall) rollbackMethod() (atomic bool, e *apiError) {
+// readBatch reads a batch call's rollback-method (atomic unless 1) and
+// its body, a JSON list of at most MaxBatchItems what, into list; it
+// answers the call itself when either is wrong.
+func readBatch[T any](c *restCall, list *[]T, what string) (atomic, ok bool) {
 	n, e := c.intParam("rollback-method", 0, 0, 1)
-	return n == 0, e
+	var b []byte
+	if e == nil {
+		b, e = c.readBody()
+	}
+	switch {
+	case e != nil:
+	case json.Unmarshal(b, list) != nil:
+		e = newError(errBadJSON, "the body must be a list of %s", what)
+	case len(*list) > MaxBatchItems:
+		e = newError(errBadJSON, "a batch holds at most %d items, not %d", MaxBatchItems, len(*list))
+	}
+	if e != nil {
+		c.fail(e)
+		return false, false
+	}
+	return n == 0, true
 }
 
 // applyBatch applies the items' changes and answers with one entry per
