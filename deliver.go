@@ -82,6 +82,9 @@ type call struct {
 type tracked struct {
 	call   *call
 	target string // for a purge, which says which deliveries it removed by their target
+	// queued says that the Queue has the delivery: until then, that the
+	// Queue does not hold it as pending means nothing (see askQueue).
+	queued bool
 }
 
 // NewDispatcher returns a Dispatcher that delivers the events of r's
@@ -220,7 +223,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, to Enqueuer, track bool, even
 		c = &call{pending: len(all), done: make(chan struct{})}
 		d.mu.Lock()
 		for _, dl := range all {
-			d.calls[dl.ID] = tracked{c, dl.Target}
+			d.calls[dl.ID] = tracked{call: c, target: dl.Target}
 		}
 		d.mu.Unlock()
 	}
@@ -233,6 +236,16 @@ func (d *Dispatcher) dispatch(ctx context.Context, to Enqueuer, track bool, even
 			d.mu.Unlock()
 		}
 		return fmt.Errorf("webhook: queueing %d deliveries: %w", len(all), err)
+	}
+	if track {
+		d.mu.Lock()
+		for _, dl := range all {
+			if tr, ok := d.calls[dl.ID]; ok { // not done already
+				tr.queued = true
+				d.calls[dl.ID] = tr
+			}
+		}
+		d.mu.Unlock()
 	}
 	d.poke()
 	return nil
@@ -392,8 +405,8 @@ func (d *Dispatcher) stillPending(err error) error {
 func (d *Dispatcher) askQueue(ctx context.Context) error {
 	d.mu.Lock()
 	ids := make([]string, 0, len(d.calls))
-	for id := range d.calls {
-		if !d.busy[id] {
+	for id, tr := range d.calls {
+		if tr.queued && !d.busy[id] {
 			ids = append(ids, id)
 		}
 	}
@@ -462,7 +475,7 @@ func (d *Dispatcher) Redeliver(ctx context.Context, space, webhookID, deliveryID
 	c := &call{done: make(chan struct{})}
 	for _, id := range ids {
 		if !d.early[id] {
-			d.calls[id] = tracked{c, reg.key}
+			d.calls[id] = tracked{call: c, target: reg.key, queued: true}
 			c.pending++
 		}
 	}

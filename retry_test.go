@@ -674,3 +674,46 @@ func TestDeliveryStateIsForgottenWhenThereIsNothingToRemember(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "%d targets remembered", targets())
 	}
 }
+
+// slowEnqueue is a MemoryQueue whose Enqueue says it began, then waits
+// for release.
+type slowEnqueue struct {
+	*MemoryQueue
+	entered, release chan struct{}
+}
+
+func (q *slowEnqueue) Enqueue(ctx context.Context, ds ...*Delivery) error {
+	q.entered <- struct{}{}
+	<-q.release
+	return q.MemoryQueue.Enqueue(ctx, ds...)
+}
+
+// TestFlushWaitsForADispatchWhoseEnqueueIsUnderWay: Flush asks the Queue
+// every PollInterval which deliveries it still holds; one whose Enqueue
+// has not returned yet is not there, and must not count as done.
+func TestFlushWaitsForADispatchWhoseEnqueueIsUnderWay(t *testing.T) {
+	ctx := context.Background()
+	q := &slowEnqueue{MemoryQueue: NewMemoryQueue(QueueLimits{}), entered: make(chan struct{}), release: make(chan struct{})}
+	rcv := newReceiver(t)
+	r := newTestRegistry()
+	mustCreate(t, r, Webhook{URL: rcv.URL + "/h", Events: []string{"*"}})
+	d := newTestDispatcher(t, r, Config{Queue: q, PollInterval: time.Millisecond})
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(q.release) }) }) // before Close, which waits for the Dispatch
+	dispatched := make(chan error, 1)
+	go func() {
+		dispatched <- d.Dispatch(ctx, Event{Name: "Account.Create", Data: json.RawMessage(`{"id":"a1"}`)})
+	}()
+	<-q.entered
+	flushed := make(chan error, 1)
+	go func() { flushed <- d.Flush(ctx) }()
+	select {
+	case err := <-flushed:
+		t.Fatalf("Flush returned (%v) while the Dispatch's Enqueue was under way", err)
+	case <-time.After(100 * time.Millisecond): // a hundred PollIntervals
+	}
+	release.Do(func() { close(q.release) })
+	require.NoError(t, <-dispatched)
+	require.NoError(t, <-flushed)
+	require.Len(t, rcv.drain(), 1, "Flush returns once the delivery is sent")
+}

@@ -449,7 +449,7 @@ func (q *Queue) Revive(ctx context.Context, target, id string, now time.Time) ([
 		for _, v := range list {
 			ids = append(ids, v.id)
 		}
-		return q.adjust(ctx, tx, ids, []string{target}, []int32{int32(len(list))}, []int32{0}, int64(len(list)))
+		return q.adjust(ctx, tx, ids, target, len(list))
 	})
 	if err != nil {
 		return nil, ctxErr(ctx, fmt.Errorf("postgres: revive: %w", err))
@@ -476,15 +476,13 @@ FROM (SELECT id, died FROM webhook_deliveries
 WHERE d.id = old.id
 RETURNING d.id, old.died`
 
-// adjust adds to the counts of targets, which tx has locked, sets their
-// earliest ready delivery, given the ids of the deliveries tx made ready,
-// and adds total to the count in all.
-func (q *Queue) adjust(ctx context.Context, tx pgx.Tx, fresh, targets []string, held, leased []int32, total int64) error {
+// adjust adds n to the count of target, which tx has locked, and to the
+// count in all, and sets its earliest ready delivery, given the ids of
+// the deliveries tx made ready.
+func (q *Queue) adjust(ctx context.Context, tx pgx.Tx, fresh []string, target string, n int) error {
 	b := &pgx.Batch{}
-	b.Queue(adjustTargetsSQL, fresh, targets, held, leased)
-	if total != 0 {
-		b.Queue(countSQL, countShards, total)
-	}
+	b.Queue(adjustTargetSQL, fresh, target, n)
+	b.Queue(countSQL, countShards, n)
 	return tx.SendBatch(ctx, b).Close()
 }
 
@@ -526,13 +524,11 @@ const nextHead = `(
 	) AS x
 	ORDER BY x.due, x.seq LIMIT 1)`
 
-// adjustTargetsSQL adds to the counts of targets and sets their earliest
-// ready delivery ($1 the ids of the deliveries made ready, $2 targets, $3
-// held, $4 leased).
-const adjustTargetsSQL = `WITH ` + freshHeads + `
-UPDATE webhook_targets t SET held = t.held + u.held, leased = t.leased + u.leased,
-	(next_due, next_seq) = ` + nextHead + `
-FROM unnest($2::text[], $3::int[], $4::int[]) AS u(target, held, leased)
+// adjustTargetSQL adds $3 to the count of target $2 and sets its earliest
+// ready delivery ($1 the ids of the deliveries made ready).
+const adjustTargetSQL = `WITH ` + freshHeads + `
+UPDATE webhook_targets t SET held = t.held + $3, (next_due, next_seq) = ` + nextHead + `
+FROM (SELECT $2::text AS target) AS u
 LEFT JOIN fresh AS f ON f.target = u.target
 WHERE t.target = u.target`
 
