@@ -23,14 +23,14 @@ import (
 // that a registration once accepted is never lost. What the compiled form
 // needs (URLs, UUIDs, options that parse) is still checked.
 //
-// compile takes no lock but the catalogue's read lock: a Registry compiles
-// before it takes its write lock, which it holds for the swap only.
+// compile takes no lock (the catalogue never changes): a Registry
+// compiles before it takes its write lock, which it holds for the swap
+// only.
 func (r *Registry) compile(w Webhook, trusted bool) (*registration, error) {
 	var errs problems
-	var lim *Limits
+	var lim *Limits // NewRegistry set every limit
 	if !trusted {
-		l := r.limits.withDefaults()
-		lim = &l
+		lim = &r.limits
 	}
 	r.checkHook(&errs, &w, lim)
 	reg := &registration{hook: w}
@@ -132,10 +132,8 @@ func (r *Registry) checkEvents(errs *problems, events []string, lim *Limits) {
 		errs.add(fe)
 		return
 	}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	for i, name := range events {
-		if !r.events[name] {
+		if !r.known(name) {
 			errs.add(invalid(indexed("events", i), "%q is not in the event catalogue", clip(name)))
 		}
 	}
@@ -250,8 +248,11 @@ func (c *compiler) entities(field string, o *Options) {
 		if j, ok := same[raw]; ok && known {
 			rules[i] = rules[j]
 		} else {
+			errs := len(c.errs.list)
 			rules[i] = *c.entityRules(field+"."+name, o.Entity[name])
-			if same != nil && known {
+			// Shared only when right: the errors of another entity alike
+			// must name it too.
+			if same != nil && known && len(c.errs.list) == errs {
 				same[raw] = i
 			}
 		}

@@ -64,15 +64,6 @@ func parseOp(s string) (op, bool) {
 // path is a dot path split into gjson-escaped keys.
 type path []string
 
-// compilePath checks the dot path s, which field names, and splits it.
-func compilePath(field, s string) (path, *FieldError) {
-	c := compiler{errs: &problems{}}
-	if p, ok := c.path(field, -1, s); ok {
-		return p, nil
-	}
-	return nil, c.errs.list[0]
-}
-
 // splitPath splits a dot path that checkPath accepted.
 func splitPath(s string) path {
 	keys := strings.Split(s, ".")
@@ -170,8 +161,8 @@ func (c *compiler) condition(field, p string, raw json.RawMessage, opName string
 		c.errs.add(invalid(c.entity+".filter-op."+p, "unknown operator %q; want one of %s", clip(opName), strings.Join(opNames[:], ", ")))
 		return cond, false
 	}
-	if !validJSON(raw, nil) {
-		c.errs.add(invalid(field, "not JSON: %s", shorten(raw)))
+	if fault := checkJSON(raw, nil, "", nil); fault != jsonOK {
+		c.errs.add(recordError(field, raw, fault)) // not JSON, too deep, a key twice
 		return cond, false
 	}
 	// Read in place: for a registration, raw is part of the options JSON it

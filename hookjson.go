@@ -151,12 +151,10 @@ func (d *decoder) fail(field, format string, args ...any) {
 // body reads b, a client's JSON object, calling each with its members in
 // order.
 func (d *decoder) body(b []byte, each func(key string, v gjson.Result)) {
-	if !json.Valid(b) {
-		d.fail("webhook", "not JSON: %s", shorten(b))
+	v, ok := d.parse("webhook", b)
+	if !ok {
 		return
 	}
-	// One copy, which everything decoded points into.
-	v := gjson.Parse(string(b))
 	if !v.IsObject() {
 		d.fail("webhook", "want an object, got %s", shorten([]byte(v.Raw)))
 		return

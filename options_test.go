@@ -161,6 +161,16 @@ func TestValidationReportsEveryProblem(t *testing.T) {
 	require.NoError(t, r.check(validWebhook()))
 }
 
+// TestEntitiesAlikeReportTheirErrorsEach: entities with the same options
+// share their compiled rules, but not their mistakes: each is named.
+func TestEntitiesAlikeReportTheirErrorsEach(t *testing.T) {
+	bad := EntityOptions{LoadOnly: []string{"a..b"}}
+	w := validWebhook()
+	w.Options.Entity = map[string]EntityOptions{"Account": bad, "Contact": bad}
+	_, err := create(newTestRegistry(), w)
+	require.Equal(t, []string{"options.entity.Account.load-only[0]", "options.entity.Contact.load-only[0]"}, fieldsOf(t, err))
+}
+
 // TestTrustedCompileSkipsCatalogueLimitsAndAddresses: a registration
 // another replica stored compiles whatever this replica's catalogue,
 // limits and address policy say, and what it needs is still checked.

@@ -53,8 +53,8 @@ type node struct {
 	children []*node
 }
 
-// loadOnlyTree builds the tree of load-only paths, which compilePath
-// checked: a field kept whole absorbs any deeper path. It is linear in the
+// loadOnlyTree builds the tree of load-only paths, which the compiler
+// checked (compiler.path): a field kept whole absorbs any deeper path. It is linear in the
 // paths: children are found through a map while the tree grows, and
 // sorted once it is built, for child.
 func loadOnlyTree(paths []string) *node {

@@ -3,7 +3,6 @@ package webhook
 import (
 	"bytes"
 	"crypto/rand"
-	_ "embed"
 	"encoding/hex"
 	"encoding/json"
 	"slices"

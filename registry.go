@@ -306,7 +306,10 @@ func (r *Registry) prepare(space string, changes []Change) ([]write, []ChangeRes
 }
 
 func (r *Registry) prepareChange(space string, c Change, seen map[string]bool) (write, error) {
-	if c.ID == "" {
+	switch {
+	case c.Delete && c.ID == "":
+		return write{}, notFound(c.ID) // not a create: nothing has no id
+	case c.ID == "":
 		var w Webhook
 		c.Patch.apply(&w)
 		reg, err := r.prepareCreate(space, w)

@@ -104,8 +104,17 @@ func scrub(err error, rawURL string) error {
 		return err
 	}
 	msg := err.Error()
-	for _, info := range []string{u.User.String(), u.User.Username() + ":***", u.User.Username()} {
-		msg = strings.ReplaceAll(msg, info+"@", "")
+	// As the URL is written, as url.URL writes it, and as net/http masks
+	// it; only where a URL's user-info stands, between "//" and "@".
+	_, authority, _ := strings.Cut(rawURL, "//")
+	if end := strings.IndexAny(authority, "/?#"); end >= 0 {
+		authority = authority[:end]
+	}
+	written := authority[:max(strings.LastIndex(authority, "@"), 0)]
+	for _, info := range []string{written, u.User.String(), u.User.Username() + ":***"} {
+		if info != "" {
+			msg = strings.ReplaceAll(msg, "//"+info+"@", "//")
+		}
 	}
 	if msg == err.Error() {
 		return err

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -63,4 +64,11 @@ func TestScrubKeepsTheErrorsIdentity(t *testing.T) {
 	require.ErrorAs(t, err, &ue)
 	require.Same(t, cause, ue)
 	require.True(t, strings.Contains(scrub(cause, "https://example.com/h").Error(), "tok:***@"), "no user-info in the URL: nothing to scrub")
+
+	// Only the user-info goes: an empty or short user name is no licence
+	// to remove every "@" or "a@" of the message.
+	for _, raw := range []string{"https://:pw@example.com/h", "https://a:pw@example.com/h"} {
+		cause := fmt.Errorf(`Post %q: mail a@b.example refused`, raw)
+		require.Equal(t, `Post "https://example.com/h": mail a@b.example refused`, scrub(cause, raw).Error(), raw)
+	}
 }

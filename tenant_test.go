@@ -124,3 +124,15 @@ func mustListSpace(t testing.TB, r *Registry, space string) []Webhook {
 	require.NoError(t, err)
 	return hooks
 }
+
+// TestDeletingNoIDCreatesNothing: a change that deletes the id "" is a
+// delete of what does not exist, not a create.
+func TestDeletingNoIDCreatesNothing(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRegistry()
+	require.ErrorIs(t, r.Delete(ctx, "", ""), ErrNotFound)
+	url, events := "https://example.com/hooks", []string{"Account.Create"}
+	_, err := r.Apply(ctx, "", []Change{{Delete: true, Patch: Patch{URL: &url, Events: &events}}}, true)
+	require.ErrorIs(t, err, ErrNotFound)
+	require.Empty(t, mustList(t, r))
+}
