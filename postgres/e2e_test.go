@@ -31,44 +31,11 @@ type replica struct {
 	disp  *webhook.Dispatcher
 }
 
-// newReplica starts a replica on the database of cfg, stopped when t
-// ends.
+// newReplica starts a replica on the database of cfg, closed when t
+// ends: one of the proof's, with the defaults.
 func newReplica(t *testing.T, cfg *pgxpool.Config) *replica {
 	t.Helper()
-	return newBenchReplica(t, cfg)
-}
-
-// newBenchReplica is newReplica for a test or a benchmark.
-func newBenchReplica(t testing.TB, cfg *pgxpool.Config) *replica {
-	t.Helper()
-	ctx := context.Background()
-	r := &replica{}
-	var err error
-	r.pool, err = pgxpool.NewWithConfig(ctx, cfg.Copy())
-	require.NoError(t, err)
-	r.store, err = NewStore(ctx, r.pool, StoreConfig{})
-	require.NoError(t, err)
-	r.queue, err = NewQueue(ctx, r.pool, QueueConfig{})
-	require.NoError(t, err)
-	r.reg, err = webhook.NewRegistry(ctx, webhook.RegistryConfig{Store: r.store, Addresses: loopback})
-	require.NoError(t, err)
-	r.disp, err = webhook.NewDispatcher(r.reg, webhook.Config{
-		Queue:        r.queue,
-		Transport:    webhook.NewHTTPTransport(webhook.HTTPConfig{AddressPolicy: loopback}),
-		Lease:        30 * time.Second,
-		PollInterval: 200 * time.Millisecond,
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, r.disp.Close(ctx))
-		require.NoError(t, r.reg.Close())
-		r.queue.Close()
-		r.store.Close()
-		r.pool.Close()
-	})
-	return r
+	return newProofReplica(t, cfg, proofConfig{})
 }
 
 // receiver counts the requests it gets by webhook-id, and the most in

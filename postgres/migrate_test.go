@@ -82,6 +82,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	require.Equal(t, "d1", got[0].ID)
+	requireConsistent(t, pool, "after the upgrade and a Claim")
 }
 
 func TestMigrateRefusesANewerSchema(t *testing.T) {

@@ -55,7 +55,6 @@ type proofConfig struct {
 	lease       time.Duration // 0: 30 s
 	poll        time.Duration // 0: 200 ms
 	timeout     time.Duration // of each request; 0: the HTTPTransport's
-	retry       []time.Duration
 	observe     func(webhook.Attempt)
 	// wrap, when set, returns the Queue the Dispatcher is to use in place
 	// of the replica's.
@@ -85,15 +84,14 @@ func newProofReplica(t *testing.T, cfg *pgxpool.Config, pc proofConfig) *replica
 		queue = pc.wrap(r.queue)
 	}
 	r.disp, err = webhook.NewDispatcher(r.reg, webhook.Config{
-		Queue:         queue,
-		Transport:     taggedTransport{transport, pc.name},
-		Logger:        logger,
-		Observer:      pc.observe,
-		Workers:       pc.workers,
-		MaxInFlight:   pc.maxInFlight,
-		RetrySchedule: pc.retry,
-		Lease:         cmp.Or(pc.lease, 30*time.Second),
-		PollInterval:  cmp.Or(pc.poll, 200*time.Millisecond),
+		Queue:        queue,
+		Transport:    taggedTransport{transport, pc.name},
+		Logger:       logger,
+		Observer:     pc.observe,
+		Workers:      pc.workers,
+		MaxInFlight:  pc.maxInFlight,
+		Lease:        cmp.Or(pc.lease, 30*time.Second),
+		PollInterval: cmp.Or(pc.poll, 200*time.Millisecond),
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() {

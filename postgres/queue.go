@@ -302,14 +302,11 @@ func newEnqueueBatch(ds []*webhook.Delivery) (*enqueueBatch, error) {
 // (webhook_refuse), in the order of the MemoryQueue's checks. The targets
 // are locked in the order of their keys, as every transaction of the
 // Queue locks them, so that two never wait on each other in a cycle.
-const enqueueSQL = `
+var enqueueSQL = `
 WITH new AS (
-	SELECT d.*, nextval('webhook_delivery_seq') AS seq
-	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::json[], $6::bytea[],
-		$7::timestamptz[], $8::int[], $9::timestamptz[], $10::int[], $11::text[])
-		WITH ORDINALITY AS d(id, target, space, webhook_id, event_ids, body, created, attempts,
-			due, last_status, last_error, ord)
-	ORDER BY d.ord
+	SELECT u.*, nextval('webhook_delivery_seq') AS seq
+	FROM ` + unnestDeliveries(1) + `
+	ORDER BY u.ord
 ), ins AS (
 	INSERT INTO webhook_deliveries (id, seq, target, space, webhook_id, event_ids, body, created,
 		attempts, due, last_status, last_error)
