@@ -900,7 +900,7 @@ func TestHandlerInternalErrors(t *testing.T) {
 	store.fail.Store(true)
 	const other = "fedcba98-7654-4321-8fed-cba987654321"
 	for _, a := range []restAnswer{
-		s.do(http.MethodPost, "team-1", "", `{"url":"https://example.com/hooks","events":["Account.Create"],"signature":"`+other+`"}`),
+		s.do(http.MethodPost, "team-1", "", `{"url":"https://user:hunter2-password@example.com/hooks","events":["Account.Create"],"signature":"`+other+`"}`),
 		s.do(http.MethodPatch, "team-1", "/"+stored.ID, `{"url":"https://example.com/v2"}`),
 		s.do(http.MethodDelete, "team-1", "/"+stored.ID, ""),
 		s.do(http.MethodPost, "team-1", "/batch-modify", `[{"id":"`+stored.ID+`","insecure_ssl":true}]`),
@@ -918,6 +918,7 @@ func TestHandlerInternalErrors(t *testing.T) {
 	require.Equal(t, 5, strings.Count(logs, "the disk is on fire"), logs)
 	require.NotContains(t, logs, testSignature)
 	require.NotContains(t, logs, other)
+	require.NotContains(t, logs, "hunter2-password", "a URL's password is a secret too")
 	require.Contains(t, logs, stored.ID, "the request's own ids stay")
 }
 
@@ -1020,20 +1021,30 @@ func TestHandlerConcurrentTenants(t *testing.T) {
 					return
 				}
 				var got okJSON
-				json.Unmarshal(ans.body, &got)
 				var e entityAnswer
-				json.Unmarshal(got.Data, &e)
+				if json.Unmarshal(ans.body, &got) != nil || json.Unmarshal(got.Data, &e) != nil || e.ID == "" {
+					t.Errorf("create answered %s", ans.body)
+					return
+				}
 				mine = append(mine, e.ID)
-				s.do(http.MethodPatch, space, "/"+e.ID, `{"insecure_ssl":true}`)
+				if ans := s.do(http.MethodPatch, space, "/"+e.ID, `{"insecure_ssl":true}`); ans.status != http.StatusOK {
+					t.Errorf("patch: %d %s", ans.status, ans.body)
+					return
+				}
 			}
 			ans := s.do(http.MethodGet, space, "?first=100", "")
 			var got okJSON
-			json.Unmarshal(ans.body, &got)
 			var items []entityAnswer
-			json.Unmarshal(got.Data, &items)
+			if ans.status != http.StatusOK || json.Unmarshal(ans.body, &got) != nil || json.Unmarshal(got.Data, &items) != nil {
+				t.Errorf("list: %d %s", ans.status, ans.body)
+				return
+			}
 			var listed []string
 			for _, it := range items {
 				listed = append(listed, it.ID)
+				if !it.InsecureSSL {
+					t.Errorf("%s lists %s without its patch", space, it.ID)
+				}
 			}
 			slices.Sort(mine)
 			slices.Sort(listed)
