@@ -272,51 +272,30 @@ type posKey struct {
 // the index: "*" stands for everything and "Entity.*" for the rest of its
 // entity, so that no event reaches the registration through two keys.
 // They are worked out when needed rather than kept: a registration is
-// filed and removed once each.
+// filed and removed once each, and the work is linear in the events.
 func indexKeys(events []string) iter.Seq[string] {
 	return func(yield func(string) bool) {
-		if len(events) > 16 {
-			manyIndexKeys(events, yield)
-			return
+		yielded := make(map[string]bool, len(events)) // every name listed: whether it was yielded
+		for _, name := range events {
+			yielded[name] = false
 		}
-		if slices.Contains(events, "*") {
+		if _, all := yielded["*"]; all {
 			yield("*")
 			return
 		}
-		for i, name := range events {
-			entity, action, _ := strings.Cut(name, ".")
-			if action != "*" && slices.Contains(events, entity+".*") || slices.Contains(events[:i], name) {
+		for _, name := range events {
+			if yielded[name] {
 				continue
 			}
+			if entity, action, _ := strings.Cut(name, "."); action != "*" {
+				if _, listed := yielded[entity+".*"]; listed {
+					continue
+				}
+			}
+			yielded[name] = true
 			if !yield(name) {
 				return
 			}
-		}
-	}
-}
-
-// manyIndexKeys is indexKeys for a long list, in linear time.
-func manyIndexKeys(events []string, yield func(string) bool) {
-	yielded := make(map[string]bool, len(events)) // every name listed: whether it was yielded
-	for _, name := range events {
-		yielded[name] = false
-	}
-	if _, all := yielded["*"]; all {
-		yield("*")
-		return
-	}
-	for _, name := range events {
-		if yielded[name] {
-			continue
-		}
-		if entity, action, _ := strings.Cut(name, "."); action != "*" {
-			if _, listed := yielded[entity+".*"]; listed {
-				continue
-			}
-		}
-		yielded[name] = true
-		if !yield(name) {
-			return
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -353,6 +354,55 @@ func TestIndexedMatchAgreesWithTryingEveryRegistration(t *testing.T) {
 		}
 	}
 	check()
+}
+
+// TestManyRegistrationsOnOneValue files more registrations under one
+// value than the index scans (eqScan), so that it keeps their places
+// (eqPos), and removes them in random order: Match finds exactly those
+// left, and the index ends empty.
+func TestManyRegistrationsOnOneValue(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(3, 4))
+	r := newTestRegistry()
+	m := NewMatcher(r)
+	live := map[string]string{} // url by id
+	for i := range 3 * eqScan {
+		value := `"a"`
+		if i%3 == 0 {
+			value = `["b","a"]`
+		}
+		w := mustCreate(t, r, Webhook{URL: fmt.Sprintf("https://example.com/%d", i), Events: []string{"Account.Update"},
+			Options: Options{Entity: map[string]EntityOptions{"Account": {Filter: map[string]json.RawMessage{"x": json.RawMessage(value)}}}}})
+		live[w.ID] = w.URL
+	}
+	require.NotEmpty(t, r.index.eqPos, "the index keeps the places of a long list")
+	ids := slices.Sorted(maps.Keys(live))
+	rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	for _, id := range ids {
+		want := slices.Sorted(maps.Values(live))
+		got := matchURLs(t, m, Event{Name: "Account.Update", Data: json.RawMessage(`{"x":"a"}`)})
+		slices.Sort(got)
+		require.Equal(t, want, got)
+		require.NoError(t, r.Delete(ctx, "", id))
+		delete(live, id)
+	}
+	require.Empty(t, matchURLs(t, m, Event{Name: "Account.Update", Data: json.RawMessage(`{"x":"a"}`)}))
+	require.Empty(t, r.index.eq)
+	require.Empty(t, r.index.eqMore)
+	require.Empty(t, r.index.eqPos)
+}
+
+// TestIndexKeys: "*" files a registration once for everything, "Entity.*"
+// for the rest of its entity, and a name listed twice once.
+func TestIndexKeys(t *testing.T) {
+	for _, tt := range []struct{ events, want []string }{
+		{[]string{"Account.Create", "Account.*", "Account.Create", "Contact.Update", "Contact.Update"}, []string{"Account.*", "Contact.Update"}},
+		{[]string{"Account.Create", "*", "Contact.*"}, []string{"*"}},
+		{[]string{"Contact.Create", "Account.Create"}, []string{"Contact.Create", "Account.Create"}},
+		{nil, nil},
+	} {
+		require.Equal(t, tt.want, slices.Collect(indexKeys(tt.events)), "%q", tt.events)
+	}
 }
 
 // Match builds the copy of a registration it hands out once: after that
