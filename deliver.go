@@ -58,18 +58,18 @@ type Dispatcher struct {
 
 	mu        sync.Mutex // guards the fields below
 	closed    bool
-	started   int                // workers started, at most Config.Workers
-	idle      int                // workers done with their attempts, not handed a job yet
-	outcomes  []finished         // of attempts, to be recorded
-	spare     []finished         // the array outcomes had before it was taken to be recorded
-	recording bool               // a worker, or the recorder, records outcomes
-	claiming  bool               // a Claim for the free workers is under way
-	reclaim   bool               // another is asked for once it is done
-	calls     map[string]tracked // deliveries of Dispatch calls not done, by id
-	busy      map[string]bool    // deliveries in flight here, whose outcome is not recorded yet
-	purges    []string           // targets whose registrations were deleted, to purge
-	reviving  int                // Redeliver calls waiting for the Queue
-	early     map[string]bool    // deliveries done while reviving > 0, which a revival may claim
+	started   int                  // workers started, at most Config.Workers
+	idle      int                  // workers done with their attempts, not handed a job yet
+	outcomes  []finished           // of attempts, to be recorded
+	spare     []finished           // the array outcomes had before it was taken to be recorded
+	recording bool                 // a worker, or the recorder, records outcomes
+	claiming  bool                 // a Claim for the free workers is under way
+	reclaim   bool                 // another is asked for once it is done
+	calls     map[string]tracked   // deliveries of Dispatch calls not done, by id
+	busy      map[string]time.Time // when the deliveries in flight here, whose outcome is not recorded yet, were claimed
+	purges    []string             // targets whose registrations were deleted, to purge
+	reviving  int                  // Redeliver calls waiting for the Queue
+	early     map[string]bool      // deliveries done while reviving > 0, which a revival may claim
 }
 
 // call counts the deliveries of one Dispatch call, for Flush.
@@ -118,7 +118,7 @@ func NewDispatcher(r *Registry, cfg Config) (*Dispatcher, error) {
 		lease:     orDefault(cfg.Lease, DefaultLease),
 		poll:      orDefault(cfg.PollInterval, DefaultPollInterval),
 		wake:      make(chan struct{}, 1), stop: make(chan struct{}),
-		calls: map[string]tracked{}, busy: map[string]bool{}}
+		calls: map[string]tracked{}, busy: map[string]time.Time{}}
 	if d.policy.schedule == nil {
 		d.policy.schedule = defaultRetrySchedule
 	}
@@ -406,7 +406,7 @@ func (d *Dispatcher) askQueue(ctx context.Context) error {
 	d.mu.Lock()
 	ids := make([]string, 0, len(d.calls))
 	for id, tr := range d.calls {
-		if tr.queued && !d.busy[id] {
+		if tr.queued && d.busy[id].IsZero() {
 			ids = append(ids, id)
 		}
 	}
@@ -427,7 +427,7 @@ func (d *Dispatcher) askQueue(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	for _, id := range ids {
-		if !still[id] && !d.busy[id] {
+		if !still[id] && d.busy[id].IsZero() {
 			d.doneLocked(id)
 		}
 	}

@@ -617,6 +617,47 @@ func TestAnOutcomeTheQueueFailsToRecordIsRecordedLater(t *testing.T) {
 	waitSettled(t, q.MemoryQueue)
 }
 
+// TestAFailedSettleIsNotTriedPastHalfTheLease: the lease counts from the
+// Claim, not from the end of the attempt; once half of it has passed, an
+// outcome the Queue failed to record is left to the lease's end rather
+// than recorded over what another process may have done since.
+func TestAFailedSettleIsNotTriedPastHalfTheLease(t *testing.T) {
+	clock := newFakeClock()
+	q := &settleFailing{MemoryQueue: NewMemoryQueue(QueueLimits{})}
+	d := newTestDispatcher(t, newTestRegistry(), Config{Queue: q, Clock: clock, Logger: quietLogger(), Lease: time.Minute, PollInterval: time.Second})
+	now := clock.Now()
+	require.NoError(t, q.Enqueue(context.Background(), &Delivery{ID: "d1", WebhookID: "w", Target: "t", Created: now, Due: now}))
+	claimed, err := q.Claim(context.Background(), now, 1, time.Minute, 1)
+	require.NoError(t, err)
+	require.Len(t, claimed, 1)
+	outcome := Outcome{Delivery: claimed[0], Kind: Delivered}
+
+	q.fails.Store(1)
+	_, err = d.recordOutcomes(now, now.Add(-30*time.Second), []Outcome{outcome})
+	require.Error(t, err, "claimed half a lease ago: given up at once")
+	require.Zero(t, q.fails.Load(), "one Settle, not tried again")
+
+	q.fails.Store(1)
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.recordOutcomes(now, now.Add(-time.Second), []Outcome{outcome})
+		done <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; clock.Advance(time.Second) {
+		require.True(t, time.Now().Before(deadline), "the Settle was not tried again")
+		select {
+		case err := <-done:
+			require.NoError(t, err, "claimed a second ago: tried again, and recorded")
+		case <-time.After(time.Millisecond):
+			continue
+		}
+		break
+	}
+	pending, err := q.Pending(context.Background(), "d1")
+	require.NoError(t, err)
+	require.Empty(t, pending, "recorded delivered")
+}
+
 func TestAFailingQueueIsTriedAgain(t *testing.T) {
 	ctx := context.Background()
 	clock := newFakeClock()

@@ -107,7 +107,7 @@ func (d *Dispatcher) purgeDeleted() {
 		}
 		d.mu.Lock()
 		for id, tr := range d.calls {
-			if tr.target == key && !d.busy[id] {
+			if tr.target == key && d.busy[id].IsZero() {
 				d.doneLocked(id) // dropped: Flush waits no more for it
 			}
 		}
@@ -168,7 +168,7 @@ func (d *Dispatcher) claimFor(now time.Time, idle, fresh int) (filled bool, err 
 	handoffs := min(len(claimed), idle)
 	d.mu.Lock()
 	for _, dl := range claimed {
-		d.busy[dl.ID] = true
+		d.busy[dl.ID] = now
 	}
 	d.idle += idle - handoffs
 	d.started -= fresh - (len(claimed) - handoffs)
@@ -351,7 +351,15 @@ func (d *Dispatcher) settle(batch []finished) (news bool) {
 		outcomes[i] = batch[i].outcome
 		news = news || outcomes[i].Failed || outcomes[i].Kind == Released
 	}
-	health, err := d.recordOutcomes(now, outcomes)
+	d.mu.Lock()
+	claimed := now // the earliest claim of the batch
+	for _, o := range outcomes {
+		if at := d.busy[o.Delivery.ID]; !at.IsZero() && at.Before(claimed) {
+			claimed = at
+		}
+	}
+	d.mu.Unlock()
+	health, err := d.recordOutcomes(now, claimed, outcomes)
 	if err != nil {
 		// The deliveries stay leased: they are attempted again, here or
 		// elsewhere, when their leases end.
@@ -391,11 +399,11 @@ func (d *Dispatcher) settle(batch []finished) (news bool) {
 }
 
 // recordOutcomes settles outcomes with the Queue, trying again every poll
-// interval while it fails, as long as the deliveries' leases last with
-// room to spare and Close has not begun: past that, another process may
-// have claimed them.
-func (d *Dispatcher) recordOutcomes(now time.Time, outcomes []Outcome) ([]Health, error) {
-	give := now.Add(d.lease / 2)
+// interval while it fails, as long as the leases of deliveries claimed at
+// claimed last with room to spare (half of them) and Close has not begun:
+// past that, another process may have claimed them.
+func (d *Dispatcher) recordOutcomes(now, claimed time.Time, outcomes []Outcome) ([]Health, error) {
+	give := claimed.Add(d.lease / 2)
 	for {
 		health, err := d.queue.Settle(d.bg, now, outcomes...)
 		if err == nil {
