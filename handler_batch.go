@@ -16,12 +16,12 @@ import (
 // id that is not a UUID) comes first, the first of them in order; else
 // the first that Registry.Apply refuses.
 
-// batchItem is one item of a batch: its Change, or why it was refused
-// before anything was applied.
 // MaxBatchItems is the most items a batch-delete or batch-modify takes, as
 // many as a page of a list: each item is a change of its own.
 const MaxBatchItems = 100
 
+// batchItem is one item of a batch: its Change, or why it was refused
+// before anything was applied.
 type batchItem struct {
 	change Change
 	err    *apiError

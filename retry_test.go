@@ -521,7 +521,7 @@ func TestAcceptedDeliveriesSurviveTheDispatcher(t *testing.T) {
 	clock := newFakeClock()
 	q := NewMemoryQueue(QueueLimits{})
 	r := newTestRegistry()
-	a := mustCreate(t, r, Webhook{URL: "https://example.com/a", Events: []string{"Task.Create"}})
+	mustCreate(t, r, Webhook{URL: "https://example.com/a", Events: []string{"Task.Create"}})
 	b := mustCreate(t, r, Webhook{URL: "https://example.com/b", Events: []string{"Task.Update"}})
 	hang := transportFunc(func(ctx context.Context, req *Request) (*Response, error) {
 		<-ctx.Done()
@@ -549,7 +549,6 @@ func TestAcceptedDeliveriesSurviveTheDispatcher(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
-	_ = a
 
 	rec := &Recorder{}
 	obs, attempts := observed()

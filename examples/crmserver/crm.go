@@ -182,8 +182,8 @@ func (c *crm) delete(w http.ResponseWriter, r *http.Request, entity string) {
 		fail(w, http.StatusNotFound, "no %s has the id %q", entity, id)
 		return
 	}
-	c.remove(space, entity, id)
-	err := c.commit(r.Context(), func() { c.put(space, entity, id, rec) },
+	removed := c.remove(space, entity, id)
+	err := c.commit(r.Context(), func() { c.restore(space, entity, id, removed) },
 		webhook.Event{Space: space, Name: entity + ".Delete", Data: rec})
 	if err != nil {
 		c.dispatchFailed(w, err)
@@ -264,10 +264,21 @@ func (c *crm) put(space, entity, id string, data []byte) {
 	c.records[k] = rec
 }
 
-func (c *crm) remove(space, entity, id string) {
+// remove removes a record and returns it, for restore.
+func (c *crm) remove(space, entity, id string) record {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.records, recordKey{space, entity, id})
+	k := recordKey{space, entity, id}
+	rec := c.records[k]
+	delete(c.records, k)
+	return rec
+}
+
+// restore puts back a record that remove removed, in its place in lists.
+func (c *crm) restore(space, entity, id string, rec record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.records[recordKey{space, entity, id}] = rec
 }
 
 // readObject reads a request body that must be a JSON object whose field
