@@ -13,11 +13,8 @@ import (
 // Body N is due N*chunk_delay after now, or as late as time allows (see
 // chunkWait). The items are built in buf, which it returns, grown, for the
 // next call: each body is then one allocation of its exact size, however
-// many items it took to build. spans holds the
-// member spans of one event's record, as parseEvent noted them: those of
-// the call's last event, which no later event overwrote, and most calls
-// carry one event.
-func deliveries(ctx context.Context, exp Expander, reg *registration, events []*event, spans recordSpans, now time.Time, maxBody int, buf []byte) ([]*Delivery, []byte, error) {
+// many items it took to build.
+func deliveries(ctx context.Context, exp Expander, reg *registration, events []*event, now time.Time, maxBody int, buf []byte) ([]*Delivery, []byte, error) {
 	var (
 		ds   []*Delivery
 		body = buf[:0] // items, each after a ',' that becomes '[' for the first
@@ -38,11 +35,7 @@ func deliveries(ctx context.Context, exp Expander, reg *registration, events []*
 		}
 		mark := len(body)
 		var err error
-		var m *members
-		if ev == spans.ev {
-			m = spans.m
-		}
-		body, err = appendItem(ctx, exp, reg, ev, m, append(body, ','))
+		body, err = appendItem(ctx, exp, reg, ev, append(body, ','))
 		if err != nil {
 			return nil, body, fmt.Errorf("webhook: event %d (%s) for webhook %s: %w", ev.index, ev.ID, reg.hook.ID, err)
 		}
@@ -66,16 +59,9 @@ func deliveries(ctx context.Context, exp Expander, reg *registration, events []*
 // that every event_time has the same width.
 const eventTimeLayout = "2006-01-02T15:04:05.000000Z"
 
-// recordSpans are the member spans m of the record of the event ev.
-type recordSpans struct {
-	ev *event
-	m  *members
-}
-
 // appendItem appends the item a receiver gets for ev: the record expanded
-// and cut down by reg's options. m, when not nil, holds the member spans of
-// ev's record.
-func appendItem(ctx context.Context, exp Expander, reg *registration, ev *event, m *members, dst []byte) ([]byte, error) {
+// and cut down by reg's options.
+func appendItem(ctx context.Context, exp Expander, reg *registration, ev *event, dst []byte) ([]byte, error) {
 	dst = append(dst, `{"webhook":`...)
 	dst = append(dst, reg.payloadJSON()...)
 	dst = append(dst, `,"event":`...)
@@ -87,7 +73,7 @@ func appendItem(ctx context.Context, exp Expander, reg *registration, ev *event,
 	dst = append(dst, `,"entity":`...)
 	var err error
 	if rules := reg.entities[ev.optionsKey]; rules != nil {
-		dst, err = rules.proj.apply(ctx, exp, "data", ev.Space, ev.optionsKey, ev.data, m, dst)
+		dst, err = rules.proj.apply(ctx, exp, "data", ev.Space, ev.optionsKey, ev.data, ev.spans, dst)
 	} else {
 		dst = append(dst, ev.data.Raw...)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,6 +132,58 @@ func TestDispatchChunksItemsInEventOrder(t *testing.T) {
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Fatalf("chunks (-want +got):\n%s", d)
+	}
+}
+
+// TestDispatchCutsEachRecordByItsOwnMembers dispatches records of
+// different shapes in one call: Dispatch keeps where each record's members
+// are, for load-only, and a record read through another's would come out
+// cut in the wrong places.
+func TestDispatchCutsEachRecordByItsOwnMembers(t *testing.T) {
+	rcv := newReceiver(t)
+	r := newTestRegistry()
+	mustCreate(t, r, Webhook{URL: rcv.URL, Events: []string{"Contact.*"},
+		Options: Options{Entity: map[string]EntityOptions{"Contact": {LoadOnly: []string{"id", "name"}}}}})
+	d := newTestDispatcher(t, r, Config{})
+	var many strings.Builder // more members than validJSON notes
+	for i := range 70 {
+		fmt.Fprintf(&many, `"f%d":%d,`, i, i)
+	}
+	records := []string{
+		`{"id":"c1","name":"Ann"}`,
+		`{"email":"bob@example.com","name":"Bob, with a longer name","id":"c2"}`,
+		`{"id":"a1","name":"An account"}`, // an Account: fires nothing
+		` { "id" : "c3" , "name" : { "first" : "Cy" } , "tags" : [ 1 , 2 ] } `,
+		`{` + many.String() + `"name":"Di","id":"c4"}`,
+		`{}`,
+		`{"id":"c5"}`,
+	}
+	var events []Event
+	for i, rec := range records {
+		name := "Contact.Update"
+		if i == 2 {
+			name = "Account.Update"
+		}
+		events = append(events, Event{Name: name, Data: json.RawMessage(rec)})
+	}
+	dispatch(t, d, events...)
+
+	var got []string
+	for _, req := range rcv.drain() {
+		for _, it := range decodeItems(t, req.Body) {
+			got = append(got, string(it.Entity))
+		}
+	}
+	want := []string{
+		`{"id":"c1","name":"Ann"}`,
+		`{"name":"Bob, with a longer name","id":"c2"}`,
+		`{"id":"c3","name":{ "first" : "Cy" }}`,
+		`{"name":"Di","id":"c4"}`,
+		`{}`,
+		`{"id":"c5"}`,
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("items (-want +got):\n%s", d)
 	}
 }
 

@@ -47,6 +47,7 @@ type Dispatcher struct {
 	// a Transport must not modify a Request.
 	contentType, agent []string
 	bufs               sync.Pool      // of *[]byte, where Dispatch builds request bodies
+	spans              sync.Pool      // of *[]memberSpan, where Dispatch keeps its events' members
 	wake               chan struct{}  // tells the scheduler to look at the Queue again
 	stop               chan struct{}  // closed by Close: the scheduler and the workers end
 	jobs               chan *Delivery // to the idle workers; buffered, so that a claimer never waits for one
@@ -265,6 +266,13 @@ func (d *Dispatcher) build(ctx context.Context, events []Event) ([]*Delivery, er
 	var regs []*registration
 	parsed := make([]event, len(events)) // one allocation for them all
 	var data, prev fields                // of one event at a time
+	// The members of each event that fires, kept for its items: reading a
+	// field by its span costs much less than scanning the record again.
+	spans, _ := d.spans.Get().(*[]memberSpan)
+	if spans == nil {
+		spans = new([]memberSpan)
+	}
+	defer func() { *spans = (*spans)[:0]; d.spans.Put(spans) }()
 	for i, e := range events {
 		// Read in place: every request body is built, a copy, before the
 		// call returns, so nothing keeps the caller's buffers. Matching
@@ -283,6 +291,11 @@ func (d *Dispatcher) build(ctx context.Context, events []Event) ([]*Delivery, er
 			ev.Time = now
 		}
 		regs = d.matcher.match(ev, &data, &prev, regs[:0])
+		if s := data.m.spans(); len(regs) > 0 && s != nil {
+			at := len(*spans)
+			*spans = append(*spans, s...)
+			ev.spans = (*spans)[at:]
+		}
 		for _, reg := range regs {
 			i, ok := pos[reg]
 			if !ok {
@@ -300,7 +313,7 @@ func (d *Dispatcher) build(ctx context.Context, events []Event) ([]*Delivery, er
 	}
 	defer d.bufs.Put(buf)
 	for _, g := range groups {
-		ds, b, err := deliveries(ctx, d.expander, g.reg, g.events, recordSpans{&parsed[len(parsed)-1], &data.m}, now, d.maxBody, *buf)
+		ds, b, err := deliveries(ctx, d.expander, g.reg, g.events, now, d.maxBody, *buf)
 		*buf = b
 		if err != nil {
 			return nil, err

@@ -318,6 +318,9 @@ type fields struct {
 	m     members // where data's members are, when validJSON noted them
 	// folded is where fold folds fields too long for the stack.
 	folded []byte
+	// vals holds what lookup returns, but a cached value, until its next
+	// call: no caller zeroes a buffer of its own for each field it reads.
+	vals [8]gjson.Result
 }
 
 type cachedField struct {
@@ -326,7 +329,7 @@ type cachedField struct {
 	// changed is, in the record after an update, whether the field
 	// differs from the record before: unknown (0), changedNo or changedYes.
 	changed uint8
-	v       gjson.Result
+	v       [1]gjson.Result // the value, when state is fieldOne
 }
 
 const (
@@ -341,28 +344,30 @@ const (
 )
 
 // lookup is the package's lookup of p in f.data, from the cache when it
-// holds the field named key. dst must be empty.
-func (f *fields) lookup(p path, key string, dst []gjson.Result) ([]gjson.Result, bool) {
+// holds the field named key. The values it returns are valid until its
+// next call, and a caller may append to them but not change them.
+func (f *fields) lookup(p path, key string) ([]gjson.Result, bool) {
 	if c := f.cached(key); c != nil {
 		switch c.state {
 		case fieldMissing:
-			return dst, false
+			return f.vals[:0], false
 		case fieldOne:
-			return append(dst, c.v), false
+			return c.v[:], false
 		}
-		return f.read(p, dst)
+		return f.read(p, f.vals[:0])
 	}
-	vals, many := f.read(p, dst)
+	vals, many := f.read(p, f.vals[:0])
 	if f.n < len(f.cache) {
-		c := cachedField{key: key, state: fieldMany}
+		c := &f.cache[f.n]
+		f.n++
+		c.key, c.state, c.changed = key, fieldMany, 0
 		switch {
 		case !many && len(vals) == 0:
 			c.state = fieldMissing
 		case !many:
-			c.state, c.v = fieldOne, vals[0]
+			c.state, c.v[0] = fieldOne, vals[0]
+			return c.v[:], false
 		}
-		f.cache[f.n] = c
-		f.n++
 	}
 	return vals, many
 }
@@ -416,8 +421,7 @@ func lookup(v gjson.Result, p path, dst []gjson.Result) (vals []gjson.Result, ma
 var null = gjson.Result{Type: gjson.Null, Raw: "null"}
 
 func (c *condition) holds(f *fields) bool {
-	var buf [8]gjson.Result
-	vals, many := f.lookup(c.path, c.key, buf[:0])
+	vals, many := f.lookup(c.path, c.key)
 	switch c.op {
 	case opNull, opNotNull:
 		isNull := !many && (len(vals) == 0 || vals[0].Type == gjson.Null)
@@ -653,9 +657,8 @@ func (f *fields) cached(key string) *cachedField {
 
 // differ says whether the field f differs between the two records.
 func differ(before, after *fields, f fieldRef) bool {
-	var bufA, bufB [8]gjson.Result
-	a, manyA := before.lookup(f.path, f.key, bufA[:0])
-	b, manyB := after.lookup(f.path, f.key, bufB[:0])
+	a, manyA := before.lookup(f.path, f.key)
+	b, manyB := after.lookup(f.path, f.key)
 	if manyA != manyB || len(a) != len(b) {
 		return true
 	}
@@ -702,9 +705,27 @@ func jsonEqual(a, b gjson.Result) bool {
 			}
 		}
 	}
-	// Each member of a against the first of b's with its key, as gjson's
-	// Get finds it, and as many members. b's first members are kept at
-	// hand, so that most objects are read once.
+	// Most often b has a's keys in a's order: their members are compared
+	// in step until a key is written differently. A record's objects have
+	// no key twice (see keys.go), so a value that differs under the same
+	// key decides.
+	x, y := newCursor(a.Raw), newCursor(b.Raw)
+	for {
+		k, u, ok := x.next()
+		m, v, okY := y.next()
+		if !ok || !okY {
+			return ok == okY
+		}
+		if k != m {
+			break
+		}
+		if !jsonEqual(valueOf(u), valueOf(v)) {
+			return false
+		}
+	}
+	// Else each member of a against b's with its key, and as many members.
+	// b's first members are kept at hand, so that most objects are read
+	// once.
 	var kept [8][2]string
 	nb, rest := 0, newCursor(b.Raw)
 	for nb < len(kept) {
@@ -715,7 +736,7 @@ func jsonEqual(a, b gjson.Result) bool {
 		kept[nb] = [2]string{k, v}
 		nb++
 	}
-	x := newCursor(a.Raw)
+	x = newCursor(a.Raw)
 	na := 0
 	for k, u, ok := x.next(); ok; k, u, ok = x.next() {
 		na++

@@ -267,7 +267,7 @@ func TestChunkDelayCannotOverflow(t *testing.T) {
 				require.NoError(t, r.parseEvent(&ev, i, Event{ID: fmt.Sprint(i), Name: "Account.Create", Data: account}, nil, nil))
 				events[i] = &ev
 			}
-			ds, _, err := deliveries(context.Background(), nil, reg, events, recordSpans{}, now, DefaultMaxBody, nil)
+			ds, _, err := deliveries(context.Background(), nil, reg, events, now, DefaultMaxBody, nil)
 			require.NoError(t, err)
 			require.Len(t, ds, 4)
 			require.Equal(t, now, ds[0].Due)

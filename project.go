@@ -125,10 +125,10 @@ func (n *node) search(key string) *node {
 }
 
 // apply returns the record as the registration sends it: expanded by the
-// host, then cut down by load-only. m, when not nil, holds the member spans
-// validJSON noted for rec. field names rec in the event ("data",
+// host, then cut down by load-only. spans, when not nil, are where rec's
+// members are (see members.spans). field names rec in the event ("data",
 // "related"), for an error in the Expander's answer.
-func (p *projection) apply(ctx context.Context, exp Expander, field, space, entity string, rec gjson.Result, m *members, dst []byte) ([]byte, error) {
+func (p *projection) apply(ctx context.Context, exp Expander, field, space, entity string, rec gjson.Result, spans []memberSpan, dst []byte) ([]byte, error) {
 	if len(p.expand) > 0 && exp != nil {
 		// Paths is a copy: the registration's own must not change under it.
 		out, err := exp.Expand(ctx, ExpandRequest{Space: space, Entity: entity,
@@ -136,7 +136,7 @@ func (p *projection) apply(ctx context.Context, exp Expander, field, space, enti
 		if err != nil {
 			return dst, fmt.Errorf("expand %s %v: %w", entity, p.expand, err)
 		}
-		m = nil // of the record before
+		spans = nil // of the record before
 		// The answer is a record like the host's own, under the same rules.
 		rec = gjson.ParseBytes(out)
 		if fault := checkJSON(out, nil, "", nil); fault != jsonOK {
@@ -150,7 +150,7 @@ func (p *projection) apply(ctx context.Context, exp Expander, field, space, enti
 	if p.only == nil {
 		return append(dst, rec.Raw...), nil
 	}
-	if out, ok := p.only.appendMembers(dst, membersCursor(rec.Raw, m)); ok {
+	if out, ok := p.only.appendMembers(dst, membersCursor(rec.Raw, spans)); ok {
 		return out, nil
 	}
 	return append(dst, "{}"...), nil

@@ -833,7 +833,7 @@ func FuzzProject(f *testing.F) {
 		// Read through the member spans validJSON notes, as Dispatch does.
 		var m members
 		require.True(t, validJSON([]byte(record), &m))
-		bySpans, err := p.apply(ctx, nil, "data", "", "X", in, &m, nil)
+		bySpans, err := p.apply(ctx, nil, "data", "", "X", in, m.spans(), nil)
 		require.NoError(t, err)
 		require.Equal(t, string(out), string(bySpans), "read through the member spans")
 		require.True(t, json.Valid(out), "not JSON: %q", out)

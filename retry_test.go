@@ -614,12 +614,13 @@ func TestAnOutcomeTheQueueFailsToRecordIsRecordedLater(t *testing.T) {
 func TestAFailedSettleIsNotTriedPastHalfTheLease(t *testing.T) {
 	clock := newFakeClock()
 	q := &settleFailing{MemoryQueue: NewMemoryQueue(QueueLimits{})}
-	d := newTestDispatcher(t, newTestRegistry(), Config{Queue: q, Clock: clock, Logger: quietLogger(), Lease: time.Minute, PollInterval: time.Second})
 	now := clock.Now()
 	require.NoError(t, q.Enqueue(context.Background(), &Delivery{ID: "d1", WebhookID: "w", Target: "t", Created: now, Due: now}))
 	claimed, err := q.Claim(context.Background(), now, 1, time.Minute, 1)
 	require.NoError(t, err)
 	require.Len(t, claimed, 1)
+	// Started once the test holds the lease: its scheduler would claim d1.
+	d := newTestDispatcher(t, newTestRegistry(), Config{Queue: q, Clock: clock, Logger: quietLogger(), Lease: time.Minute, PollInterval: time.Second})
 	outcome := Outcome{Delivery: claimed[0], Kind: Delivered}
 
 	q.fails.Store(1)

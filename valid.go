@@ -583,7 +583,7 @@ func validNumber(b []byte, i int) int {
 // key's length and bytes is much cheaper than scanning the record again.
 type members struct {
 	n    int
-	span [64]struct{ key, keyEnd, val, end int32 }
+	span [64]memberSpan
 	tags [64]uint32 // of the keys, as keyTag gives them
 	// some says that not every member is in span: there were more, or the
 	// record is too large for the offsets.
@@ -593,6 +593,19 @@ type members struct {
 	escaped bool
 	open    bool // the member added last waits for its value's end
 	noted   bool // m holds the members of a valid object
+}
+
+// A memberSpan is where a member is in its object: the key between its
+// quotes, b[key:keyEnd], and the value, b[val:end].
+type memberSpan struct{ key, keyEnd, val, end int32 }
+
+// spans returns the spans of every member, or nil when m does not hold
+// them all.
+func (m *members) spans() []memberSpan {
+	if !m.noted || m.some {
+		return nil
+	}
+	return m.span[:m.n:m.n]
 }
 
 // add notes the key b[start:end] of a member whose value comes next, and
@@ -678,30 +691,31 @@ func plainKey(k string) bool {
 // load-only read with it rather than with gjson's Get and ForEach, which
 // parse every number they pass into a float that the package never reads.
 type cursor struct {
-	s string
-	i int      // where the next member is, or its index in m.span
-	m *members // the members of s, when validJSON noted them all
+	s     string
+	i     int          // where the next member is, or its index in spans
+	spans []memberSpan // the members of s, when validJSON noted them all
 }
 
 func newCursor(raw string) cursor { return cursor{s: raw, i: 1} }
 
 // membersCursor is a cursor over rec, a valid JSON object, that reads its
-// members from the spans validJSON noted in m, if m has them all.
-func membersCursor(rec string, m *members) cursor {
-	if m == nil || !m.noted || m.some {
+// members from spans, those of all its members (see members.spans), or
+// from rec when spans is nil.
+func membersCursor(rec string, spans []memberSpan) cursor {
+	if spans == nil {
 		return newCursor(rec)
 	}
-	return cursor{s: rec, m: m}
+	return cursor{s: rec, spans: spans}
 }
 
 // next returns the next member's key, as written (quoted; "" for an
 // element of an array), and its value.
 func (c *cursor) next() (key, val string, ok bool) {
-	if c.m != nil {
-		if c.i == c.m.n {
+	if c.spans != nil {
+		if c.i == len(c.spans) {
 			return "", "", false
 		}
-		sp := &c.m.span[c.i]
+		sp := &c.spans[c.i]
 		c.i++
 		return c.s[sp.key-1 : sp.keyEnd+1], c.s[sp.val:sp.end], true
 	}
