@@ -158,11 +158,13 @@ func (p *projection) apply(ctx context.Context, exp Expander, field, space, enti
 
 // appendMembers appends the fields that n keeps of the object whose
 // members are read from members; ok is false, and nothing is appended,
-// when none is left.
+// when none is left. A record's objects have no key twice (see keys.go),
+// so the members after the last one n names are not read.
 func (n *node) appendMembers(dst []byte, members cursor) (out []byte, ok bool) {
 	start := len(dst)
 	dst = append(dst, '{')
-	for k, v, more := members.next(); more; k, v, more = members.next() {
+	left := len(n.children)
+	for k, v, more := members.next(); more && left > 0; k, v, more = members.next() {
 		var c *node
 		if key := unquote(k); len(n.children) > 8 {
 			c = n.search(key)
@@ -170,6 +172,7 @@ func (n *node) appendMembers(dst []byte, members cursor) (out []byte, ok bool) {
 			c = n.child(key)
 		}
 		if c != nil {
+			left--
 			var kept bool
 			dst, kept = c.appendMember(dst, ok, k, valueOf(v))
 			ok = ok || kept
