@@ -265,7 +265,8 @@ func (d *Dispatcher) build(ctx context.Context, events []Event) ([]*Delivery, er
 	pos := map[*registration]int{}
 	var regs []*registration
 	parsed := make([]event, len(events)) // one allocation for them all
-	var data, prev fields                // of one event at a time
+	rs := d.matcher.takeRecords()        // of one event at a time
+	defer d.matcher.records.Put(rs)
 	// The members of each event that fires, kept for its items: reading a
 	// field by its span costs much less than scanning the record again.
 	spans, _ := d.spans.Get().(*[]memberSpan)
@@ -281,7 +282,7 @@ func (d *Dispatcher) build(ctx context.Context, events []Event) ([]*Delivery, er
 		if e.SkipKey == "" {
 			e.SkipKey = skipKey
 		}
-		if err := d.reg.parseEvent(ev, i, e, &data.m, &prev.m); err != nil {
+		if err := d.reg.parseEvent(ev, i, e, &rs.data.m, &rs.prev.m); err != nil {
 			return nil, err
 		}
 		if ev.ID == "" {
@@ -290,8 +291,8 @@ func (d *Dispatcher) build(ctx context.Context, events []Event) ([]*Delivery, er
 		if ev.Time.IsZero() {
 			ev.Time = now
 		}
-		regs = d.matcher.match(ev, &data, &prev, regs[:0])
-		if s := data.m.spans(); len(regs) > 0 && s != nil {
+		regs = d.matcher.match(ev, &rs.data, &rs.prev, regs[:0])
+		if s := rs.data.m.spans(); len(regs) > 0 && s != nil {
 			at := len(*spans)
 			*spans = append(*spans, s...)
 			ev.spans = (*spans)[at:]

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 )
@@ -316,8 +317,9 @@ type fields struct {
 	n     int
 	cache [8]cachedField
 	m     members // where data's members are, when validJSON noted them
-	// folded is where fold folds fields too long for the stack.
-	folded []byte
+	// folded is what fold made of foldedFrom, the text of a field.
+	folded     []byte
+	foldedFrom string
 	// vals holds what lookup returns, but a cached value, until its next
 	// call: no caller zeroes a buffer of its own for each field it reads.
 	vals [8]gjson.Result
@@ -483,8 +485,7 @@ func (c *condition) test(v gjson.Result, f *fields) bool {
 		// The i* operators compare folded text: the filter values were
 		// folded once when compiled, the field is folded here once for all
 		// of them, which keeps the cost of a value that of a comparison.
-		var buf [256]byte
-		s = f.fold(s, buf[:0])
+		s = f.fold(s)
 	}
 	for i := range c.values {
 		if x := &c.values[i]; x.typ != gjson.Null && matchText(c.op, s, x.text) {
@@ -508,19 +509,20 @@ func matchText(o op, s, t string) bool {
 	return false
 }
 
-// fold returns s folded (see appendFold), in buf when it fits, else in a
-// buffer of f's that it reuses: folding never lengthens a string, so a
-// record's field costs one allocation at most, whatever the registrations
-// that fold it. The result is valid until the next call.
-func (f *fields) fold(s string, buf []byte) string {
-	if len(s) <= cap(buf) {
-		return bytesView(appendFold(buf, s))
+// fold returns s folded (see appendFold), in a buffer of f's that it
+// reuses, valid until the next call. The registrations an event fires
+// often fold the same field: the text of the record that s is, the same
+// bytes as the last call's, is folded once.
+func (f *fields) fold(s string) string {
+	if len(s) != len(f.foldedFrom) || unsafe.StringData(s) != unsafe.StringData(f.foldedFrom) {
+		f.folded, f.foldedFrom = appendFold(f.folded[:0], s), s
 	}
-	if cap(f.folded) < len(s) {
-		f.folded = make([]byte, 0, len(s))
-	}
-	f.folded = appendFold(f.folded[:0], s)
 	return bytesView(f.folded)
+}
+
+// reset makes f read rec, with the members parseEvent noted in f.m.
+func (f *fields) reset(rec gjson.Result) {
+	f.data, f.n, f.folded, f.foldedFrom = rec, 0, f.folded[:0], ""
 }
 
 func isEmpty(vals []gjson.Result, many bool) bool {

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -610,6 +611,58 @@ func TestFilterDispatchDeliversOnlyPassingRecords(t *testing.T) {
 	require.Equal(t, "Opportunity.Update", items[0].Event)
 	require.JSONEq(t, passing, string(items[0].Entity))
 	require.Empty(t, rcv.drain(), "a second request was sent")
+}
+
+// TestFilterFoldsEachEventsOwnText: registrations that fold the same
+// field of one event fold it once, and what was folded for one event or
+// field is never what another reads, in one Dispatch or in Matches one
+// after another.
+func TestFilterFoldsEachEventsOwnText(t *testing.T) {
+	rcv := newReceiver(t)
+	r := newTestRegistry()
+	for _, f := range []string{"name", "city"} {
+		hook := filterWebhook(map[string]string{f: `"ann"`}, map[string]string{f: "icontains"})
+		hook.URL = rcv.URL + "/" + f
+		mustCreate(t, r, hook)
+	}
+	records := []string{
+		`{"id":"o1","name":"ANNA","city":"Oslo"}`,   // name
+		`{"id":"o2","name":"","city":""}`,           // neither
+		`{"id":"o3","name":"Bosse","city":"Annes"}`, // city
+		`{"id":"o4","name":"Hannah","city":"x"}`,    // name
+		`{"id":"o5","name":"Bo","city":"Bo"}`,       // neither
+	}
+	m := NewMatcher(r)
+	var events []Event
+	want := map[string][]string{}
+	for i, rec := range records {
+		e := Event{Name: "Opportunity.Update", Data: json.RawMessage(rec)}
+		events = append(events, e)
+		hooks, err := m.Match(e)
+		require.NoError(t, err)
+		var paths []string
+		for _, h := range hooks {
+			paths = append(paths, strings.TrimPrefix(h.URL, rcv.URL))
+		}
+		for _, p := range paths {
+			want[p] = append(want[p], fmt.Sprintf("o%d", i+1))
+		}
+		wantPaths := map[int][]string{0: {"/name"}, 2: {"/city"}, 3: {"/name"}}[i]
+		require.Equal(t, wantPaths, paths, "Match of %s", rec)
+	}
+
+	d := newTestDispatcher(t, r, Config{})
+	dispatch(t, d, events...)
+	got := map[string][]string{}
+	for _, req := range rcv.drain() {
+		for _, it := range decodeItems(t, req.Body) {
+			var rec struct{ ID string }
+			require.NoError(t, json.Unmarshal(it.Entity, &rec))
+			got[req.Path] = append(got[req.Path], rec.ID)
+		}
+	}
+	require.Equal(t, map[string][]string{"/name": {"o1", "o4"}, "/city": {"o3"}}, got)
+	require.Equal(t, want, got, "Dispatch fires what Match does")
 }
 
 // FuzzFilter compiles a filter of every operator for paths of the record

@@ -22,9 +22,17 @@ import (
 // for simultaneous use by multiple goroutines.
 type Matcher struct {
 	r *Registry
-	// records keeps the *records of Match's calls, which the stack would
-	// otherwise zero, 7 KB, at each one.
+	// records keeps the *records of Match's and Dispatch's calls, which
+	// the stack would otherwise zero, 7 KB, at each one.
 	records sync.Pool
+}
+
+// takeRecords returns records for one call; the caller puts them back.
+func (m *Matcher) takeRecords() *records {
+	if rs, ok := m.records.Get().(*records); ok {
+		return rs
+	}
+	return new(records)
 }
 
 // records are the fields of an event's record and of the one before it.
@@ -41,10 +49,7 @@ func (m *Matcher) Match(e Event) ([]*Webhook, error) {
 	// Match does not keep the record, so it reads the caller's bytes in
 	// place instead of copying them.
 	var ev event
-	rs, _ := m.records.Get().(*records)
-	if rs == nil {
-		rs = new(records)
-	}
+	rs := m.takeRecords()
 	defer m.records.Put(rs)
 	if err := m.r.parseEvent(&ev, 0, e, &rs.data.m, &rs.prev.m); err != nil {
 		return nil, err
@@ -67,8 +72,8 @@ func (m *Matcher) Match(e Event) ([]*Webhook, error) {
 // read ev's records: they hold the members parseEvent noted, and their
 // callers keep them on the stack.
 func (m *Matcher) match(ev *event, data, prevData *fields, dst []*registration) []*registration {
-	data.data, data.n = ev.data, 0
-	prevData.data, prevData.n = ev.previous, 0
+	data.reset(ev.data)
+	prevData.reset(ev.previous)
 	start := len(dst)
 	m.r.mu.RLock()
 	ix := &m.r.index
