@@ -79,7 +79,7 @@ func (m *Matcher) match(ev *event, data, prevData *fields, dst []*registration) 
 	ix := &m.r.index
 	if sp := ix.spaces[ev.Space]; sp != nil {
 		dst = ix.appendBucket(dst, sp, ev.Name, data)
-		dst = ix.appendBucket(dst, sp, ev.entity+".*", data)
+		dst = ix.appendBucket(dst, sp, ev.wildcard, data)
 		dst = ix.appendBucket(dst, sp, "*", data)
 	}
 	m.r.mu.RUnlock()
@@ -130,6 +130,7 @@ type event struct {
 	index          int
 	entity, action string // "Account", "Update"
 	optionsKey     string // the key of options.entity: the entity, or the custom entity's API name
+	wildcard       string // "Account.*"
 	data           gjson.Result
 	previous       gjson.Result // does not exist when the host gave none
 	related        gjson.Result
@@ -145,7 +146,7 @@ type event struct {
 func (r *Registry) parseEvent(ev *event, i int, e Event, data, prev *members) error {
 	*ev = event{Event: e, index: i}
 	ev.entity, ev.action, _ = strings.Cut(e.Name, ".")
-	if strings.Contains(e.Name, "*") || !r.known(e.Name) {
+	if ev.wildcard = r.events[e.Name]; ev.wildcard == "" || strings.Contains(e.Name, "*") {
 		return ev.invalid("name", "not an event of the catalogue")
 	}
 	ev.optionsKey = ev.entity
@@ -193,7 +194,7 @@ func (ev *event) parse(field string, b json.RawMessage, optional bool, m *member
 	if fault := checkJSON(b, m, like, lm); fault != jsonOK {
 		return gjson.Result{}, ev.refuse(recordError(field, b, fault))
 	}
-	res := gjson.Parse(bytesView(b))
+	res := valueOf(bytesView(b)) // what gjson.Parse gives an object
 	if !res.IsObject() {
 		return gjson.Result{}, ev.invalid(field, "not a JSON object")
 	}

@@ -62,7 +62,7 @@ type Registry struct {
 	clock     Clock
 	addresses AddressPolicy
 	log       *slog.Logger
-	events    map[string]bool // the catalogue; fixed by NewRegistry
+	events    map[string]string // the catalogue, each name to its entity's "Entity.*"; fixed by NewRegistry
 	limits    Limits          // what one registration may carry
 
 	mu    sync.RWMutex // guards the fields below
@@ -101,7 +101,7 @@ const maxConflicts = 32
 // there before it returns, and follows the Store until Close.
 func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
 	r := &Registry{store: cfg.Store, clock: cfg.Clock, addresses: cfg.Addresses, log: cfg.Logger, limits: cfg.Limits.withDefaults(),
-		events: map[string]bool{}, byID: map[spaceID]*registration{}, byKey: map[string]*registration{},
+		events: map[string]string{}, byID: map[spaceID]*registration{}, byKey: map[string]*registration{},
 		watchers: map[int]func(string){}, syncing: make(chan struct{}, 1)}
 	if r.clock == nil {
 		r.clock = systemClock{}
@@ -110,7 +110,8 @@ func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
 		r.log = slog.Default()
 	}
 	for _, name := range strings.Fields(catalogue) {
-		r.events[name] = true
+		entity, _, _ := strings.Cut(name, ".")
+		r.events[name] = entity + ".*"
 	}
 	var errs FieldErrors
 	for i, name := range cfg.Events {
@@ -119,8 +120,8 @@ func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
 			errs = append(errs, invalid(fmt.Sprintf("events[%d]", i), "%q is not Entity.Action", name))
 			continue
 		}
-		r.events[name] = true
-		r.events[entity+".*"] = true
+		r.events[name] = entity + ".*"
+		r.events[entity+".*"] = entity + ".*"
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -147,7 +148,7 @@ func isIdent(s string) bool {
 	return s != ""
 }
 
-func (r *Registry) known(name string) bool { return r.events[name] }
+func (r *Registry) known(name string) bool { return r.events[name] != "" }
 
 // now is the time stamped on a change: Pipeliner's times have whole
 // seconds, and what is stored is what JSON gives back.
