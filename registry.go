@@ -63,7 +63,7 @@ type Registry struct {
 	addresses AddressPolicy
 	log       *slog.Logger
 	events    map[string]string // the catalogue, each name to its entity's "Entity.*"; fixed by NewRegistry
-	limits    Limits          // what one registration may carry
+	limits    Limits            // what one registration may carry
 
 	mu    sync.RWMutex // guards the fields below
 	byID  map[spaceID]*registration
