@@ -79,6 +79,7 @@ func (c *restCall) list() {
 		return
 	}
 	rows := make([]listed, 0, len(hooks))
+	var rec, none fields // of one registration at a time
 	for i := range hooks {
 		row := listed{hook: &hooks[i]}
 		if q.filter != nil {
@@ -86,7 +87,7 @@ func (c *restCall) list() {
 				c.fail(c.internal(err))
 				return
 			}
-			if !q.filter.holds(&fields{data: gjson.ParseBytes(row.raw)}, &fields{}, false) {
+			if rec.reset(gjson.ParseBytes(row.raw)); !q.filter.holds(&rec, &none, false) {
 				continue
 			}
 		}
