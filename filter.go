@@ -659,6 +659,19 @@ func (f *fields) cached(key string) *cachedField {
 
 // differ says whether the field f differs between the two records.
 func differ(before, after *fields, f fieldRef) bool {
+	// The member that holds the field, in each record, where validJSON
+	// noted it: the same text holds no change, and a field that is the
+	// member compares as the list of its elements would.
+	if a, ok := before.m.get(before.data.Raw, f.path[0]); ok {
+		if b, ok := after.m.get(after.data.Raw, f.path[0]); ok {
+			switch {
+			case a.Raw == b.Raw:
+				return false
+			case len(f.path) == 1:
+				return !jsonEqual(a, b)
+			}
+		}
+	}
 	a, manyA := before.lookup(f.path, f.key)
 	b, manyB := after.lookup(f.path, f.key)
 	if manyA != manyB || len(a) != len(b) {
