@@ -343,26 +343,32 @@ const (
 	fieldMissing = iota
 	fieldOne
 	fieldMany
+	fieldUnread // only changed is known: on-field-change compared it
 )
 
 // lookup is the package's lookup of p in f.data, from the cache when it
 // holds the field named key. The values it returns are valid until its
 // next call, and a caller may append to them but not change them.
 func (f *fields) lookup(p path, key string) ([]gjson.Result, bool) {
-	if c := f.cached(key); c != nil {
+	c := f.cached(key)
+	if c != nil {
 		switch c.state {
 		case fieldMissing:
 			return f.vals[:0], false
 		case fieldOne:
 			return c.v[:], false
+		case fieldMany:
+			return f.read(p, f.vals[:0])
 		}
-		return f.read(p, f.vals[:0])
 	}
 	vals, many := f.read(p, f.vals[:0])
-	if f.n < len(f.cache) {
-		c := &f.cache[f.n]
+	if c == nil && f.n < len(f.cache) {
+		c = &f.cache[f.n]
 		f.n++
-		c.key, c.state, c.changed = key, fieldMany, 0
+		c.key, c.changed = key, 0
+	}
+	if c != nil {
+		c.state = fieldMany
 		switch {
 		case !many && len(vals) == 0:
 			c.state = fieldMissing
@@ -638,7 +644,12 @@ func changed(before, after *fields, f fieldRef) bool {
 		return c.changed == changedYes
 	}
 	yes := differ(before, after, f)
-	if c = after.cached(f.key); c != nil {
+	if c = after.cached(f.key); c == nil && after.n < len(after.cache) {
+		c = &after.cache[after.n]
+		after.n++
+		c.key, c.state = f.key, fieldUnread
+	}
+	if c != nil {
 		c.changed = changedNo
 		if yes {
 			c.changed = changedYes
@@ -659,21 +670,22 @@ func (f *fields) cached(key string) *cachedField {
 
 // differ says whether the field f differs between the two records.
 func differ(before, after *fields, f fieldRef) bool {
-	// The member that holds the field, in each record, where validJSON
-	// noted it: the same text holds no change, and a field that is the
-	// member compares as the list of its elements would.
-	if a, ok := before.m.get(before.data.Raw, f.path[0]); ok {
-		if b, ok := after.m.get(after.data.Raw, f.path[0]); ok {
-			switch {
-			case a.Raw == b.Raw:
-				return false
-			case len(f.path) == 1:
-				return !jsonEqual(a, b)
-			}
+	var a, b []gjson.Result
+	var manyA, manyB bool
+	x, okX := before.m.get(before.data.Raw, f.path[0])
+	y, okY := after.m.get(after.data.Raw, f.path[0])
+	if okX && okY {
+		// The member that holds the field in each record, where validJSON
+		// noted it: the same text holds no change.
+		if x.Raw == y.Raw {
+			return false
 		}
+		a, manyA = lookup(x, f.path[1:], before.vals[:0])
+		b, manyB = lookup(y, f.path[1:], after.vals[:0])
+	} else {
+		a, manyA = before.lookup(f.path, f.key)
+		b, manyB = after.lookup(f.path, f.key)
 	}
-	a, manyA := before.lookup(f.path, f.key)
-	b, manyB := after.lookup(f.path, f.key)
 	if manyA != manyB || len(a) != len(b) {
 		return true
 	}

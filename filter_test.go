@@ -590,6 +590,39 @@ func TestOnFieldChange(t *testing.T) {
 	}
 }
 
+// TestOnFieldChangeKeepsWhatItComparedApart: registrations of one event
+// that compare the same field compare it once, and what that keeps of the
+// field is not taken for its value by a filter that reads it after.
+func TestOnFieldChangeKeepsWhatItComparedApart(t *testing.T) {
+	r := newTestRegistry()
+	var urls []string
+	for i, w := range []Webhook{
+		filterWebhook(nil, nil, "status"),
+		filterWebhook(map[string]string{"status": `"op"`}, map[string]string{"status": "istarts"}),
+		filterWebhook(map[string]string{"status": `"op"`}, map[string]string{"status": "istarts"}, "status"),
+		filterWebhook(nil, nil, "status"),
+	} {
+		w.URL = fmt.Sprintf("%s/%d", filterHookURL, i)
+		urls = append(urls, mustCreate(t, r, w).URL)
+	}
+	m := NewMatcher(r)
+	for _, tt := range []struct {
+		previous string
+		fires    []string
+	}{
+		{`{"status":"new"}`, urls},
+		{`{"status":"open"}`, urls[1:2]},
+	} {
+		hooks, err := m.Match(Event{Name: "Opportunity.Update", Data: json.RawMessage(`{"status":"open"}`), Previous: json.RawMessage(tt.previous)})
+		require.NoError(t, err)
+		var got []string
+		for _, h := range hooks {
+			got = append(got, h.URL)
+		}
+		require.Equal(t, tt.fires, got, "previous %s", tt.previous)
+	}
+}
+
 func TestFilterDispatchDeliversOnlyPassingRecords(t *testing.T) {
 	rcv := newReceiver(t)
 	r := newTestRegistry()
