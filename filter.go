@@ -672,16 +672,20 @@ func (f *fields) cached(key string) *cachedField {
 func differ(before, after *fields, f fieldRef) bool {
 	var a, b []gjson.Result
 	var manyA, manyB bool
-	x, okX := before.m.get(before.data.Raw, f.path[0])
-	y, okY := after.m.get(after.data.Raw, f.path[0])
+	x, okX := before.m.raw(before.data.Raw, f.path[0])
+	y, okY := after.m.raw(after.data.Raw, f.path[0])
 	if okX && okY {
 		// The member that holds the field in each record, where validJSON
-		// noted it: the same text holds no change.
-		if x.Raw == y.Raw {
+		// noted it: the same text holds no change, and a field that is the
+		// member compares as the list of its elements would.
+		switch {
+		case x == y:
 			return false
+		case len(f.path) == 1:
+			return !jsonEqual(x, y)
 		}
-		a, manyA = lookup(x, f.path[1:], before.vals[:0])
-		b, manyB = lookup(y, f.path[1:], after.vals[:0])
+		a, manyA = lookup(valueOf(x), f.path[1:], before.vals[:0])
+		b, manyB = lookup(valueOf(y), f.path[1:], after.vals[:0])
 	} else {
 		a, manyA = before.lookup(f.path, f.key)
 		b, manyB = after.lookup(f.path, f.key)
@@ -690,53 +694,68 @@ func differ(before, after *fields, f fieldRef) bool {
 		return true
 	}
 	for i := range a {
-		if !jsonEqual(a[i], b[i]) {
+		if !jsonEqual(a[i].Raw, b[i].Raw) {
 			return true
 		}
 	}
 	return false
 }
 
-// jsonEqual compares two JSON values by meaning, not by text.
-func jsonEqual(a, b gjson.Result) bool {
+// jsonEqual compares two JSON values by meaning, not by text: each is
+// the text of a valid JSON value, or "" for none. It reads their text
+// rather than gjson.Results, ten words each to copy at every step.
+func jsonEqual(a, b string) bool {
 	switch {
-	case a.Type != b.Type || a.Exists() != b.Exists():
-		return false
-	case a.Raw == b.Raw:
-		// Also the only answer for objects that repeat a key, which the
-		// lookup below cannot pair up.
+	case a == b:
 		return true
-	case a.Type == gjson.Number:
-		if shortest(a.Raw) && shortest(b.Raw) {
-			return false // different texts of the same number are never both shortest
-		}
-		x, _ := parseNumber(a.Raw)
-		y, _ := parseNumber(b.Raw)
-		return x.cmp(y) == 0
-	case a.Type == gjson.String:
-		return a.Str == b.Str
-	case a.Type != gjson.JSON:
-		return true // null, true, false
-	case a.IsArray() != b.IsArray():
+	case a == "" || b == "" || jsonKind(a) != jsonKind(b):
 		return false
-	case a.IsArray():
-		x, y := newCursor(a.Raw), newCursor(b.Raw)
+	}
+	switch a[0] {
+	case '"':
+		return valueOf(a).Str == valueOf(b).Str
+	case 't', 'f', 'n':
+		return true // the same literal
+	case '[':
+		x, y := newCursor(a), newCursor(b)
 		for {
 			_, u, more := x.next()
 			_, v, moreY := y.next()
 			if !more || !moreY {
 				return more == moreY
 			}
-			if !jsonEqual(valueOf(u), valueOf(v)) {
+			if !jsonEqual(u, v) {
 				return false
 			}
 		}
+	case '{':
+		return objectsEqual(a, b)
 	}
+	if shortest(a) && shortest(b) {
+		return false // different texts of the same number are never both shortest
+	}
+	x, _ := parseNumber(a)
+	y, _ := parseNumber(b)
+	return x.cmp(y) == 0
+}
+
+// jsonKind is the kind of the JSON value raw: its first byte, or '0' for
+// a number.
+func jsonKind(raw string) byte {
+	switch c := raw[0]; c {
+	case '"', '{', '[', 't', 'f', 'n':
+		return c
+	}
+	return '0'
+}
+
+// objectsEqual is jsonEqual of two objects.
+func objectsEqual(a, b string) bool {
 	// Most often b has a's keys in a's order: their members are compared
 	// in step until a key is written differently. A record's objects have
 	// no key twice (see keys.go), so a value that differs under the same
 	// key decides.
-	x, y := newCursor(a.Raw), newCursor(b.Raw)
+	x, y := newCursor(a), newCursor(b)
 	for {
 		k, u, ok := x.next()
 		m, v, okY := y.next()
@@ -746,7 +765,7 @@ func jsonEqual(a, b gjson.Result) bool {
 		if k != m {
 			break
 		}
-		if !jsonEqual(valueOf(u), valueOf(v)) {
+		if !jsonEqual(u, v) {
 			return false
 		}
 	}
@@ -754,7 +773,7 @@ func jsonEqual(a, b gjson.Result) bool {
 	// b's first members are kept at hand, so that most objects are read
 	// once.
 	var kept [8][2]string
-	nb, rest := 0, newCursor(b.Raw)
+	nb, rest := 0, newCursor(b)
 	for nb < len(kept) {
 		k, v, ok := rest.next()
 		if !ok {
@@ -763,7 +782,7 @@ func jsonEqual(a, b gjson.Result) bool {
 		kept[nb] = [2]string{k, v}
 		nb++
 	}
-	x = newCursor(a.Raw)
+	x = newCursor(a)
 	na := 0
 	for k, u, ok := x.next(); ok; k, u, ok = x.next() {
 		na++
@@ -781,7 +800,7 @@ func jsonEqual(a, b gjson.Result) bool {
 			}
 			v, found = w, keyIs(m, name)
 		}
-		if !jsonEqual(valueOf(u), valueOf(v)) {
+		if !jsonEqual(u, v) {
 			return false
 		}
 	}

@@ -645,19 +645,29 @@ func (m *members) end(i int) {
 // characters that gjson's paths give a meaning, an escaped key, or a
 // member not noted. b must be the object validJSON noted m for.
 func (m *members) get(b string, key string) (gjson.Result, bool) {
+	raw, ok := m.raw(b, key)
+	return valueOf(raw), ok
+}
+
+// raw is get, returning the member's text ("" for none).
+func (m *members) raw(b string, key string) (string, bool) {
 	if !m.noted || m.escaped || !plainKey(key) {
-		return gjson.Result{}, false
+		return "", false
 	}
 	for _, s := range m.span[:m.n] {
 		if int(s.keyEnd-s.key) == len(key) && b[s.key:s.keyEnd] == key {
-			return valueOf(b[s.val:s.end]), true
+			return b[s.val:s.end], true
 		}
 	}
-	return gjson.Result{}, !m.some
+	return "", !m.some
 }
 
-// valueOf is gjson.Parse of raw, one valid JSON value, but for Num.
+// valueOf is gjson.Parse of raw, one valid JSON value or "" for none, but
+// for Num.
 func valueOf(raw string) gjson.Result {
+	if raw == "" {
+		return gjson.Result{}
+	}
 	switch raw[0] {
 	case '"':
 		if strings.IndexByte(raw, '\\') >= 0 {
