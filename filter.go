@@ -383,8 +383,8 @@ func (f *fields) lookup(p path, key string) ([]gjson.Result, bool) {
 // read is lookup of p in f.data, from the member its first key names when
 // validJSON noted where it is.
 func (f *fields) read(p path, dst []gjson.Result) ([]gjson.Result, bool) {
-	if v, ok := f.m.get(f.data.Raw, p[0]); ok {
-		return lookup(v, p[1:], dst)
+	if raw, ok := f.m.get(f.data.Raw, p[0]); ok {
+		return lookup(valueOf(raw), p[1:], dst)
 	}
 	return lookup(f.data, p, dst)
 }
@@ -672,8 +672,8 @@ func (f *fields) cached(key string) *cachedField {
 func differ(before, after *fields, f fieldRef) bool {
 	var a, b []gjson.Result
 	var manyA, manyB bool
-	x, okX := before.m.raw(before.data.Raw, f.path[0])
-	y, okY := after.m.raw(after.data.Raw, f.path[0])
+	x, okX := before.m.get(before.data.Raw, f.path[0])
+	y, okY := after.m.get(after.data.Raw, f.path[0])
 	if okX && okY {
 		// The member that holds the field in each record, where validJSON
 		// noted it: the same text holds no change, and a field that is the

@@ -638,19 +638,14 @@ func (m *members) end(i int) {
 	}
 }
 
-// get returns b's member named key, as gjson's Get(key) finds it but for
-// Num, which it leaves 0: the package compares numbers by their text (see
-// parseNumber), and parsing a float for each field read was a tenth of
-// Match. It returns false when only a scan can tell: for a key with
-// characters that gjson's paths give a meaning, an escaped key, or a
-// member not noted. b must be the object validJSON noted m for.
-func (m *members) get(b string, key string) (gjson.Result, bool) {
-	raw, ok := m.raw(b, key)
-	return valueOf(raw), ok
-}
-
-// raw is get, returning the member's text ("" for none).
-func (m *members) raw(b string, key string) (string, bool) {
+// get returns the text of b's member named key, the one gjson's Get(key)
+// finds, or "" when there is none. It returns false when only a scan can
+// tell: for a key with characters that gjson's paths give a meaning, an
+// escaped key, or a member not noted. b must be the object validJSON noted
+// m for. valueOf reads the text as gjson would, but for Num: the package
+// compares numbers by their text (see parseNumber), and parsing a float
+// for each field read was a tenth of Match.
+func (m *members) get(b string, key string) (string, bool) {
 	if !m.noted || m.escaped || !plainKey(key) {
 		return "", false
 	}
