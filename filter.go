@@ -716,20 +716,8 @@ func jsonEqual(a, b string) bool {
 		return valueOf(a).Str == valueOf(b).Str
 	case 't', 'f', 'n':
 		return true // the same literal
-	case '[':
-		x, y := newCursor(a), newCursor(b)
-		for {
-			_, u, more := x.next()
-			_, v, moreY := y.next()
-			if !more || !moreY {
-				return more == moreY
-			}
-			if !jsonEqual(u, v) {
-				return false
-			}
-		}
-	case '{':
-		return objectsEqual(a, b)
+	case '[', '{':
+		return containersEqual(a, b)
 	}
 	if shortest(a) && shortest(b) {
 		return false // different texts of the same number are never both shortest
@@ -749,12 +737,12 @@ func jsonKind(raw string) byte {
 	return '0'
 }
 
-// objectsEqual is jsonEqual of two objects.
-func objectsEqual(a, b string) bool {
-	// Most often b has a's keys in a's order: their members are compared
-	// in step until a key is written differently. A record's objects have
-	// no key twice (see keys.go), so a value that differs under the same
-	// key decides.
+// containersEqual is jsonEqual of two arrays or two objects.
+func containersEqual(a, b string) bool {
+	// The elements of arrays are compared in step, and so are the members
+	// of objects, as most often b has a's keys in a's order, until a key
+	// is written differently. A record's objects have no key twice (see
+	// keys.go), so a value that differs under the same key decides.
 	x, y := newCursor(a), newCursor(b)
 	for {
 		k, u, ok := x.next()
