@@ -203,7 +203,9 @@ func (d *Dispatcher) worker(dl *Delivery) {
 // the Queue, and its report for the Observer once the outcome is recorded.
 type finished struct {
 	outcome Outcome
-	report  *Attempt // nil: nothing to report
+	// report is kept here rather than allocated for each attempt; it is
+	// empty, no DeliveryID, for a delivery that Close releases unattempted.
+	report Attempt
 	// disable is why the registration is to be disabled, whatever its
 	// Health: a 410 Gone.
 	disable string
@@ -212,8 +214,9 @@ type finished struct {
 // attempt makes one attempt at dl and judges it, or says why none was
 // made.
 func (d *Dispatcher) attempt(dl *Delivery) finished {
-	a := &Attempt{DeliveryID: dl.ID, Space: dl.Space, WebhookID: dl.WebhookID, EventIDs: dl.EventIDs, Attempt: dl.Attempts}
-	f := finished{outcome: Outcome{Delivery: dl}, report: a}
+	f := finished{outcome: Outcome{Delivery: dl},
+		report: Attempt{DeliveryID: dl.ID, Space: dl.Space, WebhookID: dl.WebhookID, EventIDs: dl.EventIDs, Attempt: dl.Attempts}}
+	a := &f.report
 	reg, err := d.reg.byTarget(d.ctx, dl.Target)
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -379,8 +382,8 @@ func (d *Dispatcher) settle(batch []finished) (news bool) {
 				d.disable(f, now)
 			}
 		}
-		if f.report != nil {
-			d.report(*f.report)
+		if f.report.DeliveryID != "" {
+			d.report(f.report)
 		}
 		switch o.Kind {
 		case Delivered, Died, Dropped:
@@ -434,9 +437,7 @@ func (d *Dispatcher) disable(f *finished, now time.Time) {
 		d.log.LogAttrs(d.bg, slog.LevelError, "webhook: disabling a registration",
 			slog.String("webhook_id", dl.WebhookID), slog.String("reason", f.disable), slog.String("error", err.Error()))
 	}
-	if f.report != nil {
-		f.report.Disabled = dis
-	}
+	f.report.Disabled = dis
 	if f.outcome.Kind != Retried {
 		return
 	}
@@ -445,7 +446,5 @@ func (d *Dispatcher) disable(f *finished, now time.Time) {
 		return
 	}
 	f.outcome.Kind = Died
-	if f.report != nil {
-		f.report.RetryAt, f.report.Dead = time.Time{}, true
-	}
+	f.report.RetryAt, f.report.Dead = time.Time{}, true
 }
