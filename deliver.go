@@ -48,6 +48,8 @@ type Dispatcher struct {
 	contentType, agent []string
 	bufs               sync.Pool      // of *[]byte, where Dispatch builds request bodies
 	spans              sync.Pool      // of *[]memberSpan, where Dispatch keeps its events' members
+	events             sync.Pool      // of *[]event, where Dispatch parses its events
+	settled            []Outcome      // what settle hands the Queue; only the one recording uses it
 	wake               chan struct{}  // tells the scheduler to look at the Queue again
 	stop               chan struct{}  // closed by Close: the scheduler and the workers end
 	jobs               chan *Delivery // to the idle workers; buffered, so that a claimer never waits for one
@@ -264,8 +266,16 @@ func (d *Dispatcher) build(ctx context.Context, events []Event) ([]*Delivery, er
 	var groups []group
 	pos := map[*registration]int{}
 	var regs []*registration
-	parsed := make([]event, len(events)) // one allocation for them all
-	rs := d.matcher.takeRecords()        // of one event at a time
+	ep, _ := d.events.Get().(*[]event)
+	if ep == nil {
+		ep = new([]event)
+	}
+	if cap(*ep) < len(events) {
+		*ep = make([]event, len(events))
+	}
+	parsed := (*ep)[:len(events)]
+	defer func() { clear(parsed); d.events.Put(ep) }() // nothing of the caller's is kept
+	rs := d.matcher.takeRecords()                      // of one event at a time
 	defer d.matcher.records.Put(rs)
 	// The members of each event that fires, kept for its items: reading a
 	// field by its span costs much less than scanning the record again.

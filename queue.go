@@ -163,7 +163,8 @@ type Queue interface {
 	// Retried and Released store the delivery as pending and Died among
 	// the dead, so that an outcome recorded after its lease ran out never
 	// loses a delivery (at worst it is sent twice); Delivered and Dropped
-	// do nothing to deliveries.
+	// do nothing to deliveries. Settle must not keep outcomes once it
+	// returns: the Dispatcher reuses the slice.
 	Settle(ctx context.Context, now time.Time, outcomes ...Outcome) ([]Health, error)
 
 	// Dead lists the dead deliveries of target in the order they died.

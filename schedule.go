@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 )
 
@@ -344,7 +345,10 @@ func (d *Dispatcher) settleWaiting() (news bool) {
 // scheduler's next round, or the Queue failed to record them.
 func (d *Dispatcher) settle(batch []finished) (news bool) {
 	now := d.clock.Now()
-	outcomes := make([]Outcome, len(batch))
+	// One records at a time (see record), and a Queue keeps no outcomes.
+	outcomes := slices.Grow(d.settled[:0], len(batch))[:len(batch)]
+	d.settled = outcomes
+	defer clear(outcomes) // their deliveries are not kept either
 	for i, f := range batch {
 		if f.disable != "" {
 			// Before its lease ends, so that no other of its deliveries
