@@ -761,8 +761,11 @@ func member(obj, key string) (string, bool) {
 
 // keyIs says whether the quoted key k, as written, is name once unescaped.
 func keyIs(k, name string) bool {
-	if len(k) == len(name)+2 && k[1:len(k)-1] == name {
+	switch {
+	case len(k) == len(name)+2 && k[1:len(k)-1] == name:
 		return true
+	case len(k) <= len(name)+2:
+		return false // an escape is shorter once unescaped
 	}
 	return strings.IndexByte(k, '\\') >= 0 && gjson.Parse(k).Str == name
 }
