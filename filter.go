@@ -516,11 +516,15 @@ func matchText(o op, s, t string) bool {
 }
 
 // fold returns s folded (see appendFold), in a buffer of f's that it
-// reuses, valid until the next call. The registrations an event fires
+// reuses, valid until the next call: folding never lengthens a string, so
+// a field costs one allocation at most. The registrations an event fires
 // often fold the same field: the text of the record that s is, the same
 // bytes as the last call's, is folded once.
 func (f *fields) fold(s string) string {
 	if len(s) != len(f.foldedFrom) || unsafe.StringData(s) != unsafe.StringData(f.foldedFrom) {
+		if cap(f.folded) < len(s) {
+			f.folded = make([]byte, 0, len(s))
+		}
 		f.folded, f.foldedFrom = appendFold(f.folded[:0], s), s
 	}
 	return bytesView(f.folded)
