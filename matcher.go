@@ -23,7 +23,7 @@ import (
 type Matcher struct {
 	r *Registry
 	// records keeps the *records of Match's and Dispatch's calls, which
-	// the stack would otherwise zero, 7 KB, at each one.
+	// the stack would otherwise zero, several KB, at each one.
 	records sync.Pool
 }
 
@@ -70,7 +70,7 @@ func (m *Matcher) Match(e Event) ([]*Webhook, error) {
 // read lock while it collects the candidates, reading the fields that
 // equality filters index, and applies the filters after. data and prev
 // read ev's records: they hold the members parseEvent noted, and their
-// callers keep them on the stack.
+// callers take them from the Matcher's pool.
 func (m *Matcher) match(ev *event, data, prevData *fields, dst []*registration) []*registration {
 	data.reset(ev.data)
 	prevData.reset(ev.previous)
