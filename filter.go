@@ -343,14 +343,14 @@ const (
 	fieldMissing = iota
 	fieldOne
 	fieldMany
-	fieldUnread // only changed is known: on-field-change compared it
+	fieldUnread // not read yet: only changed may be known
 )
 
 // lookup is the package's lookup of p in f.data, from the cache when it
 // holds the field named key. The values it returns are valid until its
 // next call, and a caller may append to them but not change them.
 func (f *fields) lookup(p path, key string) ([]gjson.Result, bool) {
-	c := f.cached(key)
+	c := f.entry(key)
 	if c != nil {
 		switch c.state {
 		case fieldMissing:
@@ -362,11 +362,6 @@ func (f *fields) lookup(p path, key string) ([]gjson.Result, bool) {
 		}
 	}
 	vals, many := f.read(p, f.vals[:0])
-	if c == nil && f.n < len(f.cache) {
-		c = &f.cache[f.n]
-		f.n++
-		c.key, c.changed = key, 0
-	}
 	if c != nil {
 		c.state = fieldMany
 		switch {
@@ -643,16 +638,11 @@ func appendFold(dst []byte, s string) []byte {
 func changed(before, after *fields, f fieldRef) bool {
 	// Registrations that fire on a change of the same field compare it
 	// once an event: comparing is a walk of both values.
-	c := after.cached(f.key)
+	c := after.entry(f.key)
 	if c != nil && c.changed != 0 {
 		return c.changed == changedYes
 	}
 	yes := differ(before, after, f)
-	if c = after.cached(f.key); c == nil && after.n < len(after.cache) {
-		c = &after.cache[after.n]
-		after.n++
-		c.key, c.state = f.key, fieldUnread
-	}
 	if c != nil {
 		c.changed = changedNo
 		if yes {
@@ -662,14 +652,21 @@ func changed(before, after *fields, f fieldRef) bool {
 	return yes
 }
 
-// cached returns the entry of f's cache for the field named key, or nil.
-func (f *fields) cached(key string) *cachedField {
+// entry returns the entry of f's cache for the field named key, a new one
+// (fieldUnread) if it had none, or nil when the cache is full.
+func (f *fields) entry(key string) *cachedField {
 	for i := range f.n {
 		if f.cache[i].key == key {
 			return &f.cache[i]
 		}
 	}
-	return nil
+	if f.n == len(f.cache) {
+		return nil
+	}
+	c := &f.cache[f.n]
+	f.n++
+	c.key, c.state, c.changed = key, fieldUnread, 0
+	return c
 }
 
 // differ says whether the field f differs between the two records.

@@ -18,7 +18,7 @@ import (
 
 // MaxBatchItems is the most items a batch-delete or batch-modify takes, as
 // many as a page of a list: each item is a change of its own.
-const MaxBatchItems = 100
+const MaxBatchItems = maxPageSize
 
 // batchItem is one item of a batch: its Change, or why it was refused
 // before anything was applied.
@@ -39,7 +39,7 @@ func (c *restCall) batchDelete() {
 		if isUUID(id) {
 			items[i].change = Change{ID: id, Delete: true}
 		} else {
-			items[i].err = entityNotFound(id) // "" among them: Change{ID: ""} would create
+			items[i].err = entityNotFound(id) // not an id the Registry makes
 		}
 	}
 	c.applyBatch(items, atomic)

@@ -455,7 +455,11 @@ func TestIContainsCostsNoAllocationPerValue(t *testing.T) {
 	// The result. Under -race, whose sync.Pool drops a share of what it is
 	// given, also the fields Match takes from its pool and the buffer the
 	// 10 KB field is folded into, at most once each a Match.
-	require.LessOrEqual(t, allocs, 3.0)
+	most := 1.0
+	if raceEnabled {
+		most = 3
+	}
+	require.LessOrEqual(t, allocs, most)
 }
 
 // TestOnFieldChangeComparesAPathOnce: a path listed many times is compared

@@ -207,6 +207,9 @@ func (r *Registry) Get(ctx context.Context, space, id string) (Webhook, error) {
 // and enables it again if a Dispatcher had disabled it. Deliveries already
 // accepted go out as they were built.
 func (r *Registry) Update(ctx context.Context, space, id string, p Patch) (Webhook, error) {
+	if id == "" {
+		return Webhook{}, notFound(id) // a Change with no id would create
+	}
 	res, err := r.Apply(ctx, space, []Change{{ID: id, Patch: p}}, true)
 	if err != nil {
 		return Webhook{}, err

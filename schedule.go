@@ -280,13 +280,16 @@ const maxRecord = 256
 func (d *Dispatcher) record(f finished) {
 	d.mu.Lock()
 	d.outcomes = append(d.outcomes, f)
-	d.idle++
 	if d.recording {
+		d.idle++
 		d.mu.Unlock()
 		return
 	}
 	d.recording = true
 	news := d.settleWaiting()
+	// Idle only now: a job claimed for it while it recorded would wait,
+	// its lease running, for as long as the Settle took.
+	d.idle++
 	if len(d.outcomes) > 0 {
 		d.mu.Unlock()
 		d.poke()             // to claim for the workers it freed meanwhile

@@ -132,7 +132,9 @@ func TestDeletingNoIDCreatesNothing(t *testing.T) {
 	r := newTestRegistry()
 	require.ErrorIs(t, r.Delete(ctx, "", ""), ErrNotFound)
 	url, events := "https://example.com/hooks", []string{"Account.Create"}
-	_, err := r.Apply(ctx, "", []Change{{Delete: true, Patch: Patch{URL: &url, Events: &events}}}, true)
+	_, err := r.Update(ctx, "", "", Patch{URL: &url, Events: &events})
+	require.ErrorIs(t, err, ErrNotFound, "an update of no id is not a create either")
+	_, err = r.Apply(ctx, "", []Change{{Delete: true, Patch: Patch{URL: &url, Events: &events}}}, true)
 	require.ErrorIs(t, err, ErrNotFound)
 	require.Empty(t, mustList(t, r))
 }
