@@ -827,17 +827,24 @@ func TestHandlerBatchesAreBounded(t *testing.T) {
 	list := func(n int, item string) string {
 		return "[" + strings.TrimSuffix(strings.Repeat(item+",", n), ",") + "]"
 	}
+	// A refused batch changes nothing: the registration it would delete
+	// stays, and none of the ones it would create is made.
+	kept := s.create("team-1", testBody).ID
 	for _, path := range []string{"/batch-delete", "/batch-modify"} {
-		item := `"` + otherID + `"`
+		item := `"` + kept + `"`
 		if path == "/batch-modify" {
 			item = testBody
 		}
 		e := s.do(http.MethodPost, "team-1", path, list(MaxBatchItems+1, item)).failed(t, http.StatusBadRequest, "ERROR_INVALID_JSON")
 		require.Contains(t, e.Message, "at most 100 items")
-		require.Empty(t, s.ids("team-1"))
+		require.Equal(t, []string{kept}, s.ids("team-1"), "after a refused %s", path)
 	}
-	s.do(http.MethodPost, "team-1", "/batch-modify?rollback-method=1", list(MaxBatchItems, testBody)).ok(t, http.StatusOK)
-	require.Len(t, s.ids("team-1"), MaxBatchItems)
+	made := s.do(http.MethodPost, "team-1", "/batch-modify?rollback-method=1", list(MaxBatchItems, testBody)).ok(t, http.StatusOK)
+	var ids []string // of the registrations made
+	require.NoError(t, json.Unmarshal(made.Data, &ids))
+	require.Len(t, ids, MaxBatchItems)
+	require.Len(t, slices.Compact(slices.Sorted(slices.Values(ids))), MaxBatchItems, "each item made one")
+	require.NotContains(t, ids, kept)
 }
 
 // TestHandlerMounts: the handler behind http.StripPrefix, and under a
