@@ -451,19 +451,6 @@ func requireQueueEmpty(t *testing.T, pool *pgxpool.Pool, within time.Duration) {
 	requireConsistent(t, pool, "once every delivery is settled")
 }
 
-// dedupe returns ids without the repeats of an id seen before.
-func dedupe(ids []string) []string {
-	seen := make(map[string]bool, len(ids))
-	var out []string
-	for _, id := range ids {
-		if !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
-	}
-	return out
-}
-
 // holdGate holds, once it is armed, the next request of each
 // registration until release, as a receiver that is slow to answer.
 type holdGate struct {
