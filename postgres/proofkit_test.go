@@ -623,14 +623,25 @@ func (q *claimSwitch) Claim(ctx context.Context, now time.Time, max int, lease t
 	return q.Queue.Claim(ctx, now, max, lease, perTarget)
 }
 
-// failingSettle is a Queue whose Settle fails once, when fail is set,
-// without recording anything: as a Settle does when the server goes away
-// (see TestProofServerRestartInTheMiddleOfARun).
+// failingSettle is a Queue whose Settle fails while fail is set, without
+// recording anything, as a Settle does when the server goes away (see
+// TestProofServerRestartInTheMiddleOfARun); once a Settle failed, its
+// Claim returns nothing, so that only another replica takes what it
+// leaves.
 type failingSettle struct {
 	*Queue
 	fail   atomic.Bool   // Settle fails while it is set
 	once   sync.Once     // closes failed
 	failed chan struct{} // closed once it failed
+}
+
+func (q *failingSettle) Claim(ctx context.Context, now time.Time, max int, lease time.Duration, perTarget int) ([]*webhook.Delivery, error) {
+	select {
+	case <-q.failed:
+		return nil, nil
+	default:
+		return q.Queue.Claim(ctx, now, max, lease, perTarget)
+	}
 }
 
 func (q *failingSettle) Settle(ctx context.Context, now time.Time, outcomes ...webhook.Outcome) ([]webhook.Health, error) {
