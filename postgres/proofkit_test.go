@@ -126,7 +126,6 @@ type proofReceiver struct {
 	firstAt    map[[2]string]arrival // where each registration (id) received each item first
 	deliveries map[string]int        // requests received of each delivery (webhook-id)
 	senders    map[string]int        // requests, by headerReplica
-	refused    int                   // requests answered with a failure
 	abandoned  int                   // requests whose sender went before the answer
 	unanswered []string              // the items of those requests
 	firstTime  map[string]time.Time  // when each item was received first
@@ -206,7 +205,7 @@ func (rc *proofReceiver) serve(w http.ResponseWriter, r *http.Request) {
 		rc.abandoned++
 		rc.unanswered = append(rc.unanswered, req.items...)
 	case status/100 != 2:
-		rc.refused++
+		// answered with a failure: not received
 	default:
 		rc.deliveries[r.Header.Get(webhook.HeaderID)]++
 		rc.arrivals = append(rc.arrivals, now)
