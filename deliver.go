@@ -430,7 +430,7 @@ func (d *Dispatcher) askQueue(ctx context.Context) error {
 	d.mu.Lock()
 	ids := make([]string, 0, len(d.calls))
 	for id, tr := range d.calls {
-		if tr.queued && d.busy[id].IsZero() {
+		if _, busy := d.busy[id]; tr.queued && !busy {
 			ids = append(ids, id)
 		}
 	}
@@ -451,7 +451,7 @@ func (d *Dispatcher) askQueue(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	for _, id := range ids {
-		if !still[id] && d.busy[id].IsZero() {
+		if _, busy := d.busy[id]; !still[id] && !busy {
 			d.doneLocked(id)
 		}
 	}

@@ -622,16 +622,24 @@ func TestAFailedSettleIsNotTriedPastHalfTheLease(t *testing.T) {
 	// Started once the test holds the lease: its scheduler would claim d1.
 	d := newTestDispatcher(t, newTestRegistry(), Config{Queue: q, Clock: clock, Logger: quietLogger(), Lease: time.Minute, PollInterval: time.Second})
 	outcome := Outcome{Delivery: claimed[0], Kind: Delivered}
+	// When the Dispatcher would have claimed it, as its claims note.
+	claimedAt := func(at time.Time) {
+		d.mu.Lock()
+		d.busy["d1"] = at
+		d.mu.Unlock()
+	}
 
 	q.fails.Store(1)
-	_, err = d.recordOutcomes(now, now.Add(-30*time.Second), []Outcome{outcome})
+	claimedAt(now.Add(-30 * time.Second))
+	_, err = d.recordOutcomes(now, []Outcome{outcome})
 	require.Error(t, err, "claimed half a lease ago: given up at once")
 	require.Zero(t, q.fails.Load(), "one Settle, not tried again")
 
 	q.fails.Store(1)
+	claimedAt(now.Add(-time.Second))
 	done := make(chan error, 1)
 	go func() {
-		_, err := d.recordOutcomes(now, now.Add(-time.Second), []Outcome{outcome})
+		_, err := d.recordOutcomes(now, []Outcome{outcome})
 		done <- err
 	}()
 	require.NoError(t, advanceUntil(t, clock, done), "claimed a second ago: tried again, and recorded")

@@ -108,7 +108,7 @@ func (d *Dispatcher) purgeDeleted() {
 		}
 		d.mu.Lock()
 		for id, tr := range d.calls {
-			if tr.target == key && d.busy[id].IsZero() {
+			if _, busy := d.busy[id]; tr.target == key && !busy {
 				d.doneLocked(id) // dropped: Flush waits no more for it
 			}
 		}
@@ -361,15 +361,7 @@ func (d *Dispatcher) settle(batch []finished) (news bool) {
 		outcomes[i] = batch[i].outcome
 		news = news || outcomes[i].Failed || outcomes[i].Kind == Released
 	}
-	d.mu.Lock()
-	claimed := now // the earliest claim of the batch
-	for _, o := range outcomes {
-		if at := d.busy[o.Delivery.ID]; !at.IsZero() && at.Before(claimed) {
-			claimed = at
-		}
-	}
-	d.mu.Unlock()
-	health, err := d.recordOutcomes(now, claimed, outcomes)
+	health, err := d.recordOutcomes(now, outcomes)
 	if err != nil {
 		// The deliveries stay leased: they are attempted again, here or
 		// elsewhere, when their leases end.
@@ -409,11 +401,11 @@ func (d *Dispatcher) settle(batch []finished) (news bool) {
 }
 
 // recordOutcomes settles outcomes with the Queue, trying again every poll
-// interval while it fails, as long as the leases of deliveries claimed at
-// claimed last with room to spare (half of them) and Close has not begun:
-// past that, another process may have claimed them.
-func (d *Dispatcher) recordOutcomes(now, claimed time.Time, outcomes []Outcome) ([]Health, error) {
-	give := claimed.Add(d.lease / 2)
+// interval while it fails, as long as the lease of the earliest claimed of
+// their deliveries lasts with room to spare (half of it) and Close has not
+// begun: past that, another process may have claimed them.
+func (d *Dispatcher) recordOutcomes(now time.Time, outcomes []Outcome) ([]Health, error) {
+	var give time.Time // half the lease of the earliest claimed, once a Settle failed
 	for {
 		health, err := d.queue.Settle(d.bg, now, outcomes...)
 		if err == nil {
@@ -421,6 +413,9 @@ func (d *Dispatcher) recordOutcomes(now, claimed time.Time, outcomes []Outcome) 
 		}
 		d.log.LogAttrs(d.bg, slog.LevelError, "webhook: recording the outcomes of attempts",
 			slog.Int("outcomes", len(outcomes)), slog.String("error", err.Error()))
+		if give.IsZero() {
+			give = d.claimedFirst(now, outcomes).Add(d.lease / 2)
+		}
 		if !d.clock.Now().Add(d.poll).Before(give) {
 			return nil, err
 		}
@@ -433,6 +428,20 @@ func (d *Dispatcher) recordOutcomes(now, claimed time.Time, outcomes []Outcome) 
 			return nil, err
 		}
 	}
+}
+
+// claimedFirst returns when the earliest claimed of the outcomes'
+// deliveries was claimed here, or now.
+func (d *Dispatcher) claimedFirst(now time.Time, outcomes []Outcome) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	first := now
+	for _, o := range outcomes {
+		if at, ok := d.busy[o.Delivery.ID]; ok && at.Before(first) {
+			first = at
+		}
+	}
+	return first
 }
 
 // disable disables the registration of f's delivery, which then dies
