@@ -46,9 +46,7 @@ type Dispatcher struct {
 	// The values of the headers every request has, shared by all of them:
 	// a Transport must not modify a Request.
 	contentType, agent []string
-	bufs               sync.Pool      // of *[]byte, where Dispatch builds request bodies
-	spans              sync.Pool      // of *[]memberSpan, where Dispatch keeps its events' members
-	events             sync.Pool      // of *[]event, where Dispatch parses its events
+	scratch            sync.Pool      // of *scratch, what Dispatch builds in
 	settled            []Outcome      // what settle hands the Queue; only the one recording uses it
 	wake               chan struct{}  // tells the scheduler to look at the Queue again
 	stop               chan struct{}  // closed by Close: the scheduler and the workers end
@@ -266,24 +264,19 @@ func (d *Dispatcher) build(ctx context.Context, events []Event) ([]*Delivery, er
 	var groups []group
 	pos := map[*registration]int{}
 	var regs []*registration
-	ep, _ := d.events.Get().(*[]event)
-	if ep == nil {
-		ep = new([]event)
+	sc, _ := d.scratch.Get().(*scratch)
+	if sc == nil {
+		sc = new(scratch)
 	}
-	if cap(*ep) < len(events) {
-		*ep = make([]event, len(events))
+	defer d.scratch.Put(sc)
+	if cap(sc.events) < len(events) {
+		sc.events = make([]event, len(events))
 	}
-	parsed := (*ep)[:len(events)]
-	defer func() { clear(parsed); d.events.Put(ep) }() // nothing of the caller's is kept
-	rs := d.matcher.takeRecords()                      // of one event at a time
+	parsed := sc.events[:len(events)]
+	defer clear(parsed) // nothing of the caller's is kept
+	sc.spans = sc.spans[:0]
+	rs := d.matcher.takeRecords() // of one event at a time
 	defer d.matcher.records.Put(rs)
-	// The members of each event that fires, kept for its items: reading a
-	// field by its span costs much less than scanning the record again.
-	spans, _ := d.spans.Get().(*[]memberSpan)
-	if spans == nil {
-		spans = new([]memberSpan)
-	}
-	defer func() { *spans = (*spans)[:0]; d.spans.Put(spans) }()
 	for i, e := range events {
 		// Read in place: every request body is built, a copy, before the
 		// call returns, so nothing keeps the caller's buffers. Matching
@@ -303,9 +296,11 @@ func (d *Dispatcher) build(ctx context.Context, events []Event) ([]*Delivery, er
 		}
 		regs = d.matcher.match(ev, &rs.data, &rs.prev, regs[:0])
 		if s := rs.data.m.spans(); len(regs) > 0 && s != nil {
-			at := len(*spans)
-			*spans = append(*spans, s...)
-			ev.spans = (*spans)[at:]
+			// Kept for its items: reading a field by its span costs much
+			// less than scanning the record again.
+			at := len(sc.spans)
+			sc.spans = append(sc.spans, s...)
+			ev.spans = sc.spans[at:]
 		}
 		for _, reg := range regs {
 			i, ok := pos[reg]
@@ -318,20 +313,22 @@ func (d *Dispatcher) build(ctx context.Context, events []Event) ([]*Delivery, er
 		}
 	}
 	var all []*Delivery
-	buf, _ := d.bufs.Get().(*[]byte)
-	if buf == nil {
-		buf = new([]byte)
-	}
-	defer d.bufs.Put(buf)
 	for _, g := range groups {
-		ds, b, err := deliveries(ctx, d.expander, g.reg, g.events, now, d.maxBody, *buf)
-		*buf = b
+		ds, b, err := deliveries(ctx, d.expander, g.reg, g.events, now, d.maxBody, sc.body)
+		sc.body = b
 		if err != nil {
 			return nil, err
 		}
 		all = append(all, ds...)
 	}
 	return all, nil
+}
+
+// scratch is what one Dispatch builds in, kept from call to call.
+type scratch struct {
+	events []event      // the call's, parsed
+	spans  []memberSpan // the members of the records of those that fire
+	body   []byte       // where the request bodies are built
 }
 
 // poke wakes the scheduler, which may be waiting for the next due time.
