@@ -147,8 +147,7 @@ func (q *Queue) Enqueue(ctx context.Context, ds ...*webhook.Delivery) error {
 // of the session before it to disk.
 func queueFlush(b *pgx.Batch) {
 	b.Queue(`BEGIN`)
-	b.Queue(`SET LOCAL synchronous_commit = on`)
-	b.Queue(`SELECT pg_current_xact_id()`)
+	b.Queue(`SELECT set_config('synchronous_commit', 'on', true), pg_current_xact_id()`)
 	b.Queue(`COMMIT`)
 }
 
@@ -188,10 +187,13 @@ const asyncSettings = `SELECT set_config('synchronous_commit', 'off', true),
 // notify): a round trip fewer than notify.
 func queueNotify(b *pgx.Batch) {
 	b.Queue(`BEGIN`)
-	b.Queue(`SET LOCAL synchronous_commit = off`)
-	b.Queue(`SELECT pg_notify($1, '')`, queueChannel)
+	b.Queue(notifySQL, queueChannel)
 	b.Queue(`COMMIT`)
 }
+
+// notifySQL notifies the listeners in a transaction that does not wait
+// for the disk.
+const notifySQL = `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')`
 
 // notify tells the listeners of every replica that deliveries may have
 // become claimable. It runs after the commit, in a transaction of its
@@ -203,7 +205,7 @@ func queueNotify(b *pgx.Batch) {
 // claimers' poll.
 func (q *Queue) notify(ctx context.Context) {
 	// An error is no reason to fail what was stored; the poll heals it.
-	q.pool.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')`, queueChannel)
+	q.pool.Exec(ctx, notifySQL, queueChannel)
 }
 
 // Tx returns an Enqueuer that enqueues into tx, a transaction of the
