@@ -71,4 +71,11 @@ func TestScrubKeepsTheErrorsIdentity(t *testing.T) {
 		cause := fmt.Errorf(`Post %q: mail a@b.example refused`, raw)
 		require.Equal(t, `Post "https://example.com/h": mail a@b.example refused`, scrub(cause, raw).Error(), raw)
 	}
+	// User-info as the registration wrote it, which url.URL writes back
+	// otherwise ("us%65r" is "user"): a Transport may quote either.
+	const raw = "https://us%65r:p%61ss@example.com/h"
+	for _, quoted := range []string{raw, "https://user:pass@example.com/h"} {
+		cause := fmt.Errorf("Post %q: boom", quoted)
+		require.Equal(t, `Post "https://example.com/h": boom`, scrub(cause, raw).Error(), quoted)
+	}
 }
