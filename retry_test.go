@@ -603,8 +603,17 @@ func TestAnOutcomeTheQueueFailsToRecordIsRecordedLater(t *testing.T) {
 	go func() { flushed <- d.Flush(ctx) }()
 	// The recorder tries again every poll interval of the fake clock.
 	require.NoError(t, advanceUntil(t, clock, flushed), "Flush returns once the outcome is recorded")
-	require.Len(t, rec.Requests(), 1, "sent once: the outcome was not lost")
+	reqs := rec.Requests()
+	require.Len(t, reqs, 1, "sent once: the outcome was not lost")
+	items := decodeItems(t, reqs[0].Body)
+	require.Len(t, items, 1)
+	require.JSONEq(t, string(account), string(items[0].Entity), "the record, at the receiver")
 	waitSettled(t, q.MemoryQueue)
+	id := reqs[0].Header.Get(HeaderID) // the delivery's
+	require.NotEmpty(t, id)
+	pending, err := q.Pending(ctx, id)
+	require.NoError(t, err)
+	require.Empty(t, pending, "recorded delivered")
 }
 
 // TestAFailedSettleIsNotTriedPastHalfTheLease: the lease counts from the
@@ -746,7 +755,11 @@ func TestFlushWaitsForADispatchWhoseEnqueueIsUnderWay(t *testing.T) {
 	release.Do(func() { close(q.release) })
 	require.NoError(t, <-dispatched)
 	require.NoError(t, <-flushed)
-	require.Len(t, rcv.drain(), 1, "Flush returns once the delivery is sent")
+	got := rcv.drain()
+	require.Len(t, got, 1, "Flush returns once the delivery is sent")
+	items := decodeItems(t, got[0].Body)
+	require.Len(t, items, 1)
+	require.JSONEq(t, `{"id":"a1"}`, string(items[0].Entity))
 }
 
 // advanceUntil moves clock on a second at a time until done yields, and
